@@ -1,0 +1,105 @@
+"""Default configuration shared by every experiment config.
+
+Every experiment config imports this file and overrides fields; nothing in the
+library hard-codes a hyperparameter. Field meanings are documented inline.
+
+    python launch.py --config=configs/default.py --workdir=/tmp/eriep_default
+"""
+
+import ml_collections
+
+# All 17 Table-1 operations, in the table's order.
+ALL_OPS = (
+    "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "flip",
+    "solarize", "posterize", "invert", "contrast", "color", "brightness",
+    "sharpness", "auto_contrast", "equalize", "cutout", "sample_pairing",
+)
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # --- Stage 2 (Algorithm 1, "TRAIN NETWORK"), Eq. (5)-(9). ---
+  c.method = "eriep"          # eriep | standard | augment
+  c.reference = "frozen"      # frozen (as written) | live (R = N's current params)
+  c.alpha = 0.5               # weight of |L_N - L_R| in Eq. (9)
+  c.reduction = "example"     # example: mean_i |L_N,i - L_R,i| | batch: |mean L_N - mean L_R|
+  c.sync_freq = 100           # R <- N every sync_freq steps
+
+  # --- Model (eriep_jax.models.get_model). ---
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "cnn8"
+  c.model.width = 1.0         # channel multiplier
+  c.model.batch_norm = True
+  c.model.dtype = "float32"   # compute dtype; params and logits stay float32
+  c.model.normalize = True    # mean/std normalisation at the model input
+
+  # --- Data (eriep_jax.data). ---
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "tfds"      # tfds | folder | demo
+  c.data.name = "cifar10"     # TFDS name (source=tfds)
+  c.data.data_dir = ml_collections.FieldReference(None, field_type=str)   # TFDS data_dir
+  c.data.root = ml_collections.FieldReference(None, field_type=str)       # folder root: <root>/{train,test}/<class>/<img>
+  c.data.archive = ml_collections.FieldReference(None, field_type=str)    # optional .tar.gz to extract into root
+  c.data.train_augment = "none"  # none (the paper's "standard") | crop_flip | imagenet
+  c.data.image_size = ml_collections.FieldReference(None, field_type=int)  # resize (e.g. 224 for ConvNeXt)
+  c.data.skip_corrupt = False
+  c.data.shuffle_buffer = 50_000
+  c.data.num_train_examples = ml_collections.FieldReference(None, field_type=int)  # use a subset
+
+  c.batch_size = 128          # global, over all devices and processes
+  c.eval_batch_size = 500
+  c.num_epochs = 50
+  c.num_train_steps = -1      # > 0 overrides num_epochs
+
+  # --- Optimizer for N. ---
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"   # adam | sgd
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.momentum = 0.9  # sgd momentum / adam b1
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.schedule = "constant"   # constant | step
+  c.optimizer.decay_boundaries = (0.6, 0.8)  # fractions of training (schedule=step)
+  c.optimizer.decay_factor = 0.1
+
+  # --- The EPM policy (Section 3.2). ---
+  c.policy = ml_collections.ConfigDict()
+  c.policy.source = "init"    # init | search | <path to a searched policy>
+  c.policy.num_subpolicies = 10   # L
+  c.policy.num_stages = 2         # K
+  c.policy.ops = ALL_OPS
+  c.policy.selection_temperature = 0.05
+  c.policy.bernoulli_temperature = 0.1
+  c.policy.init_probability = 0.5
+  c.policy.init_magnitude = 0.5
+  c.policy.learning_rate = 1e-3   # "Update EPM" in stage 2
+  c.policy.b1 = 0.0
+  c.policy.b2 = 0.999
+
+  # --- Stage 1 (Algorithm 1, "OPTIMIZE EPM"), Eq. (3)-(4). ---
+  c.search = ml_collections.ConfigDict()
+  c.search.eps = 0.1
+  c.search.lambda_gp = 10.0
+  c.search.learning_rate = 1e-3
+  c.search.b1 = 0.0
+  c.search.b2 = 0.999
+  c.search.num_epochs = 20
+  c.search.num_examples = 4000
+  c.search.batch_size = 128       # split in halves: A and B'
+  c.search.backbone = "cnn8"
+  c.search.width = 1.0
+  c.search.critic_hidden = 128
+
+  # --- Evaluation. ---
+  c.eval = ml_collections.ConfigDict()
+  c.eval.perturbations = ("clean", "perturb1", "perturb2", "perturb3")
+  c.eval.noise_stds = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+  c.eval.seed = 0
+
+  # --- Logging and checkpoints. ---
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.progress = True
+  return c
