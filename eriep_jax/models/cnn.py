@@ -1,0 +1,139 @@
+"""The paper's 8-layer CNN, its depth variants (Fig. 3) and the shared VGG-style net.
+
+Section 4.2 specifies the 8-layer CNN as conv layers
+[64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 512, 512] with 3x3 kernels and the
+VGG-16 classifier head 512-512, 512-256, 256-num_classes. Each number is a 3x3
+conv (stride 1, padding 1, with bias) followed by BatchNorm (``batch_norm=True``,
+the default) and ReLU; 'M' is a 2x2 max-pool with stride 2.
+
+Choices the paper leaves open (documented here deliberately):
+
+* **Features to 512.** At 32x32 input the last conv map is 4x4x512. The paper
+  does not say how it becomes the 512 inputs of the head; we use global average
+  pooling (GAP), which also makes the model independent of the input size.
+* **Head.** Dense -> ReLU -> Dense -> ReLU -> Dense, no dropout (the paper
+  mentions none). The hidden sizes 512 and 256 scale with ``width`` like every
+  conv, so ``width=0.25`` is a quarter-width model throughout.
+* **Depth variants (Fig. 3 ablation: 4, 8, 12, 16 layers).** The depth counts
+  conv layers. All variants keep cnn8's layout of four stages (64, 128, 256,
+  512 channels) separated by three max-pools, so the last map stays 4x4 at 32x32
+  input and only depth changes; the extra convs go to the later stages as in VGG:
+
+  ========  ==========================================================  ======
+  name      conv layers                                                 convs
+  ========  ==========================================================  ======
+  cnn4      [64, M, 128, M, 256, M, 512]                                4
+  cnn8      [64, M, 128, M, 256, 256, M, 512, 512, 512, 512]            8
+  cnn12     [64, 64, M, 128, 128, M, 256 x4, M, 512 x4]                 12
+  cnn16     [64, 64, M, 128, 128, M, 256 x4, M, 512 x8]                 16
+  ========  ==========================================================  ======
+
+  cnn8 is VGG-11's conv stack without its last two pools; cnn16 is VGG-19's
+  conv stack without its last two pools, the same relation; cnn12 doubles the
+  first two stages and the 256 stage of cnn8 (VGG-19's first three stages).
+  cnn4 keeps one conv per stage, the shallowest stack with the same stages.
+
+The features returned for Grad-CAM are the output (after BN and ReLU) of the
+last conv layer; any max-pools after it belong to the head.
+"""
+
+from typing import Any, Optional, Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from eriep_jax.models import _common
+
+__all__ = ["ConvNet", "CNN_LAYERS", "HEAD_HIDDEN"]
+
+Layer = Union[int, str]
+
+CNN_LAYERS = {
+    "cnn4": (64, "M", 128, "M", 256, "M", 512),
+    "cnn8": (64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512),
+    "cnn12": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512),
+    "cnn16": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M") + (512,) * 8,
+}
+
+# Hidden sizes of the three-layer head 512-512, 512-256, 256-num_classes (Section 4.2).
+HEAD_HIDDEN = (512, 256)
+
+
+def _split(layers: Sequence[Layer]) -> tuple[tuple[Layer, ...], int]:
+  """Splits a layer list into the part up to the last conv and a count of trailing pools."""
+  layers = tuple(layers)
+  convs = [i for i, v in enumerate(layers) if v != "M"]
+  if not convs:
+    raise ValueError(f"layers={layers!r} has no conv layer; give at least one channel count.")
+  for v in layers:
+    if v != "M" and not (isinstance(v, int) and v > 0):
+      raise ValueError(f"layer {v!r} in layers={layers!r} is neither 'M' nor a positive int.")
+  last = convs[-1] + 1
+  return layers[:last], len(layers) - last
+
+
+class _ConvStack(nn.Module):
+  """3x3 conv (+BN) + ReLU layers and 2x2 max-pools; returns the last conv map."""
+  layers: Sequence[Layer]
+  width: float
+  batch_norm: bool
+  dtype: Any
+  bn_axis_name: Optional[str]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    for v in self.layers:
+      if v == "M":
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        continue
+      x = nn.Conv(_common.scaled(v, self.width), (3, 3), padding=((1, 1), (1, 1)),
+                  use_bias=True, dtype=self.dtype, param_dtype=jnp.float32,
+                  kernel_init=_common.conv_kernel_init)(x)
+      if self.batch_norm:
+        x = _common.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name)(x)
+      x = nn.relu(x)
+    return x
+
+
+class _MLPHead(nn.Module):
+  """Trailing max-pools, global average pooling, then Dense-ReLU-Dense-ReLU-Dense."""
+  hidden: Sequence[int]
+  num_classes: int
+  trailing_pools: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no dropout or BN in the head
+    for _ in range(self.trailing_pools):
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = jnp.mean(x, axis=(1, 2))  # GAP: the paper does not say how the map becomes 512.
+    for h in self.hidden:
+      x = nn.relu(nn.Dense(h, dtype=self.dtype, param_dtype=jnp.float32)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32)(x)
+
+
+class ConvNet(_common.ImageClassifier):
+  """VGG-style plain CNN: conv stack, GAP and the paper's three-layer head.
+
+  Used for cnn4/cnn8/cnn12/cnn16 (``CNN_LAYERS``) and VGG-16 (see ``vgg.py``).
+
+  Attributes:
+    layers: channel counts of 3x3 convs and 'M' for 2x2 max-pools.
+    batch_norm: BatchNorm after every conv (before ReLU).
+    hidden: hidden sizes of the head before ``width`` scaling (512, 256).
+  """
+  layers: Sequence[Layer] = CNN_LAYERS["cnn8"]
+  batch_norm: bool = True
+  hidden: Sequence[int] = HEAD_HIDDEN
+
+  @property
+  def min_size(self) -> int:  # every max-pool halves the map
+    return 2 ** sum(1 for v in self.layers if v == "M")
+
+  def setup(self):
+    body, trailing = _split(self.layers)
+    self.backbone = _ConvStack(body, self.width, self.batch_norm, self.dtype, self.bn_axis_name)
+    self.classifier = _MLPHead(tuple(_common.scaled(h, self.width) for h in self.hidden),
+                               self.num_classes, trailing, self.dtype)
