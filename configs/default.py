@@ -91,6 +91,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.search.backbone = "cnn8"
   c.search.width = 1.0
   c.search.critic_hidden = 128
+  c.search.batch_norm = False     # critic backbone BN; off: the per-example GP needs per-example scores
+  c.search.num_steps = -1         # > 0 overrides num_epochs
+  c.search.log_every_steps = 20
+  c.search.train_policy = True    # False: stop_gradient on the policy (control run, critic only)
 
   # --- Evaluation. ---
   c.eval = ml_collections.ConfigDict()
