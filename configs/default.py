@@ -106,4 +106,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.progress = True
+
+  # --- Stage 2 main job (train/loop.py, evaluate/). ---
+  c.compare_methods = ()      # e.g. ('standard', 'eriep'): train each in <workdir>/<method>, one table
+  c.write_plots = True        # noise-sweep PNGs next to the JSON/markdown results
   return c
