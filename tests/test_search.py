@@ -1,0 +1,218 @@
+"""Tests for stage-1 policy search: the WGAN-GP losses, the search step, run/resolve."""
+
+import json
+import pathlib
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from eriep_jax import losses, policy as policy_lib
+from eriep_jax.train import search
+
+import configs.default as default_config
+
+
+# --- Gradient penalty and losses (Eq. 3-4). ---
+
+
+def _linear_critic(w, b=0.3):
+  return lambda x: jnp.sum(x * w, axis=tuple(range(1, x.ndim))) + b
+
+
+def test_gradient_penalty_linear_critic_hand_computed():
+  # D(x) = <w, x> + b has gradient w at every point: GP = (||w|| - 1)^2.
+  # w has entries (1, 2, 2) on pixel (0, 0) and 0 elsewhere: ||w|| = 3, GP = 4.
+  w = jnp.zeros((2, 1, 3)).at[0, 0].set(jnp.array([1.0, 2.0, 2.0]))
+  real = jax.random.uniform(jax.random.key(0), (5, 2, 1, 3))
+  fake = jax.random.uniform(jax.random.key(1), (5, 2, 1, 3))
+  for seed in range(3):  # independent of the interpolation draw
+    gp = losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(seed))
+    np.testing.assert_allclose(gp, 4.0, rtol=1e-6)
+  # Target norm 3 makes the penalty vanish.
+  np.testing.assert_allclose(
+      losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(0), target_norm=3.0),
+      0.0, atol=1e-6)
+
+
+def test_gradient_penalty_uses_whole_gradient_norm_not_per_pixel():
+  # Two pixels whose channel gradients each have norm 1: Faster AutoAugment's
+  # per-pixel channel norm would give a penalty of 0; the whole flattened
+  # gradient has norm sqrt(2), so the standard WGAN-GP gives (sqrt(2) - 1)^2.
+  w = jnp.array([[[0.6, 0.8, 0.0]], [[0.0, 0.0, 1.0]]])  # (H=2, W=1, C=3)
+  x = jnp.zeros((4, 2, 1, 3))
+  gp = losses.gradient_penalty(_linear_critic(w), x, x + 1.0, jax.random.key(0))
+  np.testing.assert_allclose(gp, (np.sqrt(2.0) - 1.0) ** 2, rtol=1e-6)
+
+
+def test_gradient_penalty_at_interpolates_of_quadratic_critic():
+  # D(x) = ||x||^2 / 2 has gradient x, so GP = mean_i (||x_i|| - 1)^2 at the
+  # interpolates x_i = u_i real_i + (1 - u_i) fake_i, u_i ~ U(0, 1) per example.
+  critic = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))
+  real = jnp.full((3, 1, 2, 1), 1.0)
+  fake = jnp.zeros((3, 1, 2, 1))
+  key = jax.random.key(7)
+  u = np.asarray(jax.random.uniform(key, (3, 1, 1, 1)))[:, 0, 0, 0]
+  expected = np.mean((u * np.sqrt(2.0) - 1.0) ** 2)  # ||u * (1, 1)|| = u sqrt(2)
+  np.testing.assert_allclose(losses.gradient_penalty(critic, real, fake, key), expected,
+                             rtol=1e-5)
+  pts = jnp.array([[[[3.0], [4.0]]], [[[0.0], [0.0]]]])  # norms 5 and 0
+  np.testing.assert_allclose(losses.gradient_penalty_at(critic, pts), (16.0 + 1.0) / 2, rtol=1e-6)
+
+
+def test_gradient_penalty_double_backprop_is_finite_at_zero_gradient():
+  x = jnp.ones((2, 2, 2, 1))
+  g = jax.grad(lambda w: losses.gradient_penalty_at(_linear_critic(w), x))(jnp.zeros((2, 2, 1)))
+  assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_critic_and_policy_losses_hand_computed():
+  s_real = jnp.array([1.0, 3.0])     # mean 2
+  s_fake = jnp.array([0.5, -0.5])    # mean 0
+  logits = jnp.zeros((2, 4))         # CE = log 4
+  labels = jnp.array([0, 3])
+  loss, aux = losses.critic_loss(s_real, s_fake, 0.25, logits, labels, lambda_gp=10.0, eps=0.1)
+  np.testing.assert_allclose(aux["wasserstein"], 2.0)
+  np.testing.assert_allclose(loss, -2.0 + 2.5 + 0.1 * np.log(4.0), rtol=1e-6)
+  loss, aux = losses.policy_loss(s_fake + 1.0, logits, labels, eps=0.5)
+  np.testing.assert_allclose(loss, -1.0 + 0.5 * np.log(4.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lambda_gp=-1.0, eps=0.1), "lambda_gp must be >= 0, got -1.0"),
+    (dict(lambda_gp=10.0, eps=-0.5), "eps must be >= 0, got -0.5"),
+])
+def test_critic_loss_rejects_negative_weights(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    losses.critic_loss(jnp.zeros(2), jnp.zeros(2), 0.0, jnp.zeros((2, 3)), jnp.zeros(2, int),
+                       **kwargs)
+
+
+# --- Config and policy-path errors. ---
+
+
+def _config():
+  c = default_config.get_config()
+  c.policy.ops = ("flip", "invert", "brightness")
+  c.policy.num_subpolicies = 2
+  c.policy.num_stages = 1
+  c.search.backbone = "cnn4"
+  c.search.width = 0.125
+  c.search.critic_hidden = 32
+  c.search.batch_size = 32
+  c.search.num_examples = 32
+  return c
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("eps", -0.1, r"config.search.eps must be >= 0, got -0.1"),
+    ("lambda_gp", -10.0, r"config.search.lambda_gp must be >= 0, got -10.0"),
+    ("batch_size", 30, r"batch_size 30 must be a positive multiple of 2 x 2 devices"),
+])
+def test_search_config_errors(field, value, match):
+  c = _config()
+  c.search[field] = value
+  with pytest.raises(ValueError, match=match):
+    search.check_search_config(c, num_devices=2)
+  if field != "batch_size":  # run_search checks before building anything
+    with pytest.raises(ValueError, match=match):
+      search.run_search(c, "/nonexistent/never-created")
+    assert not pathlib.Path("/nonexistent/never-created").exists()
+
+
+def test_resolve_policy_missing_and_corrupt_paths(tmp_path):
+  c = _config()
+  missing = tmp_path / "nope" / "policy.json"
+  c.policy.source = str(missing)
+  with pytest.raises(ValueError, match=f"policy path '{missing}' does not exist"):
+    search.resolve_policy(c, tmp_path, jax.random.key(0))
+  corrupt = tmp_path / "policy.json"
+  corrupt.write_text("{not json")
+  c.policy.source = str(corrupt)
+  with pytest.raises(ValueError, match=f"policy path '{corrupt}' could not be read"):
+    search.resolve_policy(c, tmp_path, jax.random.key(0))
+  bad_ckpt = tmp_path / "ckpt"
+  bad_ckpt.mkdir()
+  (bad_ckpt / "_CHECKPOINT_METADATA").write_text("garbage")
+  c.policy.source = str(bad_ckpt)
+  with pytest.raises(ValueError, match=f"policy path '{bad_ckpt}' could not be read"):
+    search.resolve_policy(c, tmp_path, jax.random.key(0))
+
+
+def test_resolve_policy_init_and_json_roundtrip(tmp_path):
+  c = _config()
+  params = search.resolve_policy(c, tmp_path, jax.random.key(0))
+  assert isinstance(params, policy_lib.PolicyParams)
+  assert params.weight.shape == (2, 1, 3)
+  chosen = policy_lib.Policy.from_json(json.dumps({"subpolicies": [
+      [{"op": "invert", "probability": 0.25, "magnitude": 0.0}],
+      [{"op": "brightness", "probability": 1.0, "magnitude": 0.75}]]}))
+  (tmp_path / "p.json").write_text(chosen.to_json())
+  c.policy.source = str(tmp_path / "p.json")
+  loaded = search.resolve_policy(c, tmp_path, jax.random.key(0))
+  back = policy_lib.discretize(loaded)
+  assert [op.op for sub in back.subpolicies for op in sub] == ["invert", "brightness"]
+  np.testing.assert_allclose([op.probability for sub in back.subpolicies for op in sub],
+                             [0.25, 1.0], atol=1e-6)
+  np.testing.assert_allclose(back.subpolicies[1][0].magnitude, 0.75, atol=1e-6)
+
+
+# --- Behaviour: on a mirror-symmetric data set the search prefers flip to invert. ---
+
+
+def _mirror_symmetric_set(n, size=8, seed=0):
+  """Dark noise with a bright 3x2 patch at a uniform position; label = patch in lower half.
+
+  Positions are uniform over columns, so the distribution is invariant under a
+  horizontal flip (flip's output is another sample of the same distribution),
+  while invert maps the dark background to a bright one.
+  """
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(0.0, 0.3, (n, size, size, 3)).astype(np.float32)
+  r = rng.integers(0, size - 2, n)
+  c = rng.integers(0, size - 1, n)
+  for i in range(n):
+    x[i, r[i]:r[i] + 3, c[i]:c[i] + 2] = rng.uniform(0.7, 1.0, 3)
+  return x, (r >= (size - 2) // 2).astype(np.int32)
+
+
+def _flip_up_invert_down(w0, w1, ops):
+  f, i = ops.index("flip"), ops.index("invert")
+  return bool(w1[f] > w0[f] + 0.01 and w1[i] < w0[i] - 0.05)
+
+
+def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_control_fails():
+  c = _config()
+  state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 2)
+  tx = optax.adam(c.search.learning_rate, b1=c.search.b1, b2=c.search.b2)
+
+  def step(st, batch, key, train_policy):
+    return search.search_step(st, batch, key, critic_module=critic, critic_tx=tx, policy_tx=tx,
+                              eps=c.search.eps, lambda_gp=c.search.lambda_gp,
+                              train_policy=train_policy, axis_name="batch")
+
+  # One compilation for both runs: the cut is a traced, broadcast flag.
+  pstep = jax.pmap(step, axis_name="batch", in_axes=(0, 0, 0, None))
+  num_steps, batch = 50, 32
+  x, y = _mirror_symmetric_set(num_steps * batch)
+  w0 = np.asarray(policy_lib.constrain(state.policy).selection).mean(axis=(0, 1))
+  keys = flax.jax_utils.replicate(jax.random.key(1))
+  results = {}
+  for train_policy in (True, False):
+    st = flax.jax_utils.replicate(state)
+    for i in range(num_steps):
+      b = {"image": x[i * batch:(i + 1) * batch].reshape(2, batch // 2, 8, 8, 3),
+           "label": y[i * batch:(i + 1) * batch].reshape(2, batch // 2)}
+      st, metrics = pstep(st, b, keys, jnp.asarray(train_policy))
+    for v in jax.tree.leaves(metrics):
+      assert np.all(np.isfinite(np.asarray(v)))
+    final = jax.tree.map(lambda a: a[0], st.policy)
+    results[train_policy] = np.asarray(policy_lib.constrain(final).selection).mean(axis=(0, 1))
+  ops = c.policy.ops
+  assert _flip_up_invert_down(w0, results[True], ops), (w0, results[True])
+  # With the policy's gradients cut, the critic still trains but W stays put.
+  assert not _flip_up_invert_down(w0, results[False], ops), (w0, results[False])
+  np.testing.assert_allclose(results[False], w0, atol=1e-7)
