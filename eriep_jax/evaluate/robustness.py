@@ -1,0 +1,213 @@
+"""Robustness evaluation: clean, Table-2 perturbations and the Fig. 2 noise sweep.
+
+``robustness_sweep`` runs one pass over the test split and scores every
+perturbation of ``config.eval`` on every batch, with exact counts (padding is
+masked out, so the denominator is the true test-set size). Randomness is
+deterministic: ``fold_in(PRNGKey(config.eval.seed), batch_index)`` then the
+perturbation's index, then the device index.
+
+Outputs of ``evaluate_and_write`` in ``<workdir>/eval``: ``results.json``,
+``results.md`` (a markdown table) and ``noise_sweep.png`` (accuracy vs noise
+std). ``write_comparison`` writes ``<workdir>/comparison.{json,md,png}`` for
+several methods side by side.
+"""
+
+import json
+import os
+from typing import Any, Sequence
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+__all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "evaluate_workdir",
+           "markdown_table", "write_comparison", "plot_noise_sweep", "TABLE_COLUMNS"]
+
+# The demo's and the README's table: Table 3's columns plus Fig. 3's noise level.
+TABLE_COLUMNS = ("clean", "perturb1", "perturb2", "perturb3", "noise_0.2")
+
+
+def _noise_name(std: float) -> str:
+  return f"noise_{float(std):g}"
+
+
+def eval_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The perturbation names scored: ``eval.perturbations`` then the noise sweep."""
+  names = list(config.eval.perturbations)
+  names += [_noise_name(s) for s in config.eval.noise_stds if _noise_name(s) not in names]
+  return tuple(names)
+
+
+def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
+                     variables: Any, split: str = "test") -> dict[str, Any]:
+  """Accuracy of ``model`` under every perturbation of ``config.eval``.
+
+  Args:
+    config: the experiment config (data and eval blocks).
+    model: the classifier (inference mode is used).
+    variables: ``{'params', 'batch_stats'?}`` on the host (unreplicated).
+    split: the split to evaluate.
+
+  Returns:
+    ``{'num_examples': int, 'correct': {name: int}, 'accuracy': {name: float}}``
+    with accuracies in percent, for every name of ``eval_names(config)``.
+
+  Raises:
+    ValueError: for an unknown perturbation name (before any compute).
+  """
+  from eriep_jax import data  # pylint: disable=g-import-not-at-top
+  from eriep_jax.data import perturbations  # pylint: disable=g-import-not-at-top
+  names = eval_names(config)
+  fns = [perturbations.get_eval_perturbation(n) for n in names]
+
+  def step(variables, batch, key):
+    key = jax.random.fold_in(key, jax.lax.axis_index("batch"))
+    images, labels = batch["image"], batch["label"]
+    mask = batch["mask"].astype(jnp.float32)
+    counts = []
+    for i, fn in enumerate(fns):
+      x = fn(images, jax.random.fold_in(key, i))
+      logits = model.apply(variables, x, train=False)
+      counts.append(jnp.sum((jnp.argmax(logits, -1) == labels) * mask))
+    return jax.lax.psum(jnp.stack(counts + [jnp.sum(mask)]), "batch")
+
+  p_step = jax.pmap(step, axis_name="batch", in_axes=(0, 0, None))
+  rvars = flax.jax_utils.replicate(variables)
+  base = jax.random.PRNGKey(config.eval.seed)
+  totals = np.zeros(len(names) + 1, np.float64)
+  for i, batch in enumerate(data.eval_iterator(config, split, batch_size=config.eval_batch_size)):
+    batch = {k: batch[k] for k in ("image", "label", "mask")}
+    totals += np.asarray(jax.device_get(p_step(rvars, batch, jax.random.fold_in(base, i))[0]),
+                         np.float64)
+  n = int(round(totals[-1]))
+  correct = {name: int(round(c)) for name, c in zip(names, totals[:-1])}
+  return {"num_examples": n, "correct": correct,
+          "accuracy": {k: 100.0 * v / max(n, 1) for k, v in correct.items()}}
+
+
+def markdown_table(rows: dict[str, dict[str, float]],
+                   columns: Sequence[str] = TABLE_COLUMNS) -> str:
+  """A markdown table: one row per key of ``rows``, accuracy (%) per column."""
+  header = "| method | " + " | ".join(columns) + " |"
+  rule = "|---|" + "---:|" * len(columns)
+  lines = [header, rule]
+  for name, acc in rows.items():
+    cells = [f"{acc[c]:.2f}" if c in acc else "-" for c in columns]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot_noise_sweep(rows: dict[str, dict[str, float]], stds: Sequence[float],
+                     path: str, *, title: str = "") -> None:
+  """Accuracy vs Gaussian-noise std (Fig. 2), one line per row."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for name, acc in rows.items():
+    ax.plot(list(stds), [acc[_noise_name(s)] for s in stds], marker="o", label=name)
+  ax.set_xlabel("Gaussian noise std")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model: Any,
+                       variables: Any, step: int | None = None) -> dict[str, Any]:
+  """Runs ``robustness_sweep`` and writes ``workdir/eval/results.{json,md}`` and the plot.
+
+  Returns:
+    The results dict (as written to ``results.json``).
+  """
+  sweep = robustness_sweep(config, model=model, variables=variables)
+  results = {
+      "method": config.method, "reference": config.reference, "model": config.model.name,
+      "width": config.model.width, "dataset": f"{config.data.source}:{config.data.name}",
+      "step": step, "alpha": config.alpha, "sync_freq": config.sync_freq, **sweep,
+  }
+  out = os.path.join(workdir, "eval")
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=2)
+  columns = eval_names(config)
+  table = markdown_table({config.method: sweep["accuracy"]}, columns)
+  with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
+    f.write(f"Test accuracy (%) of {config.model.name} trained with `{config.method}`, "
+            f"{sweep['num_examples']} test images, step {step}.\n\n{table}\n")
+  stds = list(config.eval.noise_stds)
+  if len(stds) > 1 and config.get("write_plots", True):
+    plot_noise_sweep({config.method: sweep["accuracy"]}, stds,
+                     os.path.join(out, "noise_sweep.png"), title=config.model.name)
+  return results
+
+
+def write_comparison(config: ml_collections.ConfigDict, workdir: str,
+                     results: dict[str, dict[str, Any]]) -> str:
+  """Writes ``workdir/comparison.{json,md,png}`` for several methods; returns the table."""
+  rows = {m: r["accuracy"] for m, r in results.items()}
+  table = markdown_table(rows, TABLE_COLUMNS)
+  n = next(iter(results.values()))["num_examples"]
+  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
+    json.dump({"columns": list(TABLE_COLUMNS), "num_examples": n, "results": results}, f,
+              indent=2)
+  with open(os.path.join(workdir, "comparison.md"), "w", encoding="utf-8") as f:
+    f.write(f"Test accuracy (%), {config.model.name} on {config.data.source}:{config.data.name}, "
+            f"{n} test images.\n\n{table}\n")
+  stds = list(config.eval.noise_stds)
+  if len(stds) > 1 and config.get("write_plots", True):
+    plot_noise_sweep(rows, stds, os.path.join(workdir, "comparison_noise.png"),
+                     title=config.model.name)
+  return table
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """``--mode=eval``: restores the latest checkpoint of ``workdir`` and evaluates it.
+
+  With ``config.compare_methods`` each ``workdir/<method>`` is evaluated and
+  the comparison table is rewritten.
+
+  Raises:
+    ValueError: if the workdir has no checkpoint or one from another config.
+  """
+  import copy  # pylint: disable=g-import-not-at-top
+  from eriep_jax import data  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  loop.check_config(config)
+  methods = tuple(config.get("compare_methods", ()) or ())
+  if methods:
+    results = {}
+    for m in methods:
+      sub = copy.deepcopy(config)
+      with sub.unlocked():
+        sub.method = m
+        sub.compare_methods = ()
+      results[m] = evaluate_workdir(sub, os.path.join(workdir, m))
+    print(write_comparison(config, workdir, results), flush=True)
+    return results
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config)
+  try:
+    if checkpointer.latest_step() is None:
+      raise ValueError(f"workdir {workdir} has no checkpoint to evaluate; train first with "
+                       "--mode=train or point --workdir at a trained run.")
+    info = data.get_dataset_info(config)
+    model = loop.build_model(config, info.num_classes)
+    abstract = state_lib.create_train_state(
+        model, loop._abstract_policy(config, jax.random.PRNGKey(0)),  # pylint: disable=protected-access
+        jax.random.PRNGKey(config.seed), image_shape=tuple(info.image_shape),
+        tx=state_lib.make_optimizer(config, 1), policy_tx=state_lib.make_policy_optimizer(config))
+    state, meta = checkpointer.restore(abstract)
+  finally:
+    checkpointer.close()
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return evaluate_and_write(config, workdir, model=model, variables=variables,
+                            step=int(meta["step"]))

@@ -1,0 +1,175 @@
+"""The stage-2 train step, Algorithm 1 "TRAIN NETWORK", Eq. (5)-(9).
+
+``train_step(state, batch, key) -> (state, metrics)`` once the static
+settings are bound with ``functools.partial`` (``make_train_step`` does it);
+the loop runs it under ``jax.pmap(axis_name='batch')``.
+
+Methods (``config.method`` / ``config.reference``):
+
+- ``eriep`` + ``reference='frozen'`` (default, as written): x_p = EPM(x_o)
+  (soft), L_N = CE(N(x_o)), L_R = CE(R(x_p)) with R in inference mode and
+  its params constant, L_final = L_N + alpha |L_N - L_R|; N and the EPM are
+  updated from L_final; R <- N every ``sync_freq`` steps.
+- ``eriep`` + ``reference='live'``: R is N's current params (and running batch
+  stats), so gradients reach N through x_p as well.
+- ``standard``: plain cross-entropy on x_o; the policy is untouched.
+- ``augment``: cross-entropy of N on x_p from the hard (sampled) policy; the
+  policy is untouched. The "just augment" baseline.
+"""
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from eriep_jax import losses
+from eriep_jax.train.state import TrainState
+
+__all__ = ["METHODS", "REFERENCES", "train_step", "make_train_step"]
+
+METHODS = ("eriep", "standard", "augment")
+REFERENCES = ("frozen", "live")
+
+
+def _default_perturb(policy_params, images, key, *, mode):
+  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
+  return policy.perturb(policy_params, images, key, mode=mode)
+
+
+def _pmean(tree, axis_name):
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def train_step(state: TrainState,
+               batch: dict[str, jax.Array],
+               key: jax.typing.ArrayLike,
+               *,
+               model: nn.Module,
+               tx: optax.GradientTransformation,
+               policy_tx: optax.GradientTransformation,
+               learning_rate_fn: Callable[[jax.Array], jax.Array],
+               method: str = "eriep",
+               reference: str = "frozen",
+               alpha: float = 0.5,
+               reduction: str = "example",
+               sync_freq: int = 100,
+               axis_name: Any = "batch",
+               perturb_fn: Callable[..., jax.Array] | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One stage-2 update of N and the EPM, and the periodic sync R <- N.
+
+  Args:
+    state: the replicated (under pmap) or plain train state.
+    batch: ``{'image': float32 (B, H, W, C) in [0, 1], 'label': int (B,)}``,
+      this device's shard.
+    key: this step's key, ``fold_in(base_key, step)``; the device index is
+      folded in here so each device perturbs its shard independently.
+    model: the classifier; inside pmap it must be built with
+      ``bn_axis_name=axis_name`` so batch statistics span the global batch.
+    tx: N's optimizer. policy_tx: the EPM's optimizer.
+    learning_rate_fn: N's schedule, for logging.
+    method: 'eriep' | 'standard' | 'augment'.
+    reference: 'frozen' | 'live' (eriep only).
+    alpha: Eq. (9)'s weight, >= 0.
+    reduction: 'example' | 'batch', see ``eriep_loss``.
+    sync_freq: R <- N when the new step count is a multiple of it.
+    axis_name: the pmap axis, or None for a single-device step.
+    perturb_fn: ``fn(policy_params, images, key, *, mode)``; defaults to
+      ``eriep_jax.policy.perturb``.
+
+  Returns:
+    ``(new_state, metrics)``; metrics are averaged over devices. A non-finite
+    loss or gradient leaves the state unchanged and sets ``finite`` to 0, so
+    a NaN state never exists to be saved.
+  """
+  perturb = perturb_fn or _default_perturb
+  key = jnp.asarray(key)
+  if axis_name is not None:
+    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+  images, labels = batch["image"], batch["label"]
+  train_policy = method == "eriep"
+
+  def loss_fn(params, policy_params):
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    if method == "augment":
+      x_in = jax.lax.stop_gradient(perturb(policy_params, images, key, mode="hard"))
+    else:
+      x_in = images
+    logits, updates = model.apply(variables, x_in, train=True, mutable=["batch_stats"])
+    aux = {}
+    if method == "eriep":
+      x_p = perturb(policy_params, images, key, mode="soft")
+      if reference == "frozen":
+        ref_vars = {"params": jax.lax.stop_gradient(state.ref_params),
+                    "batch_stats": state.ref_batch_stats}
+      else:
+        ref_vars = {"params": params, "batch_stats": state.batch_stats}
+      logits_r = model.apply(ref_vars, x_p, train=False)
+      loss, aux = losses.eriep_loss(logits, logits_r, labels, alpha=alpha,
+                                    reduction=reduction, axis_name=axis_name)
+    else:
+      loss = jnp.mean(losses.cross_entropy(logits, labels))
+      aux["l_n"] = loss
+    aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    return loss, (aux, updates.get("batch_stats", {}))
+
+  argnums = (0, 1) if train_policy else 0
+  (loss, (aux, new_batch_stats)), grads = jax.value_and_grad(
+      loss_fn, argnums=argnums, has_aux=True)(state.params, state.policy_params)
+  if train_policy:
+    grads, policy_grads = grads
+  grads = _pmean(grads, axis_name)
+  # With BatchNorm(axis_name=...) these are already equal on every device;
+  # the pmean keeps replicas bit-identical regardless.
+  new_batch_stats = _pmean(new_batch_stats, axis_name)
+
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads),
+                 learning_rate=learning_rate_fn(state.step))
+  if train_policy:
+    policy_grads = _pmean(policy_grads, axis_name)
+    p_updates, policy_opt_state = policy_tx.update(policy_grads, state.policy_opt_state,
+                                                   state.policy_params)
+    policy_params = optax.apply_updates(state.policy_params, p_updates)
+    metrics["policy_grad_norm"] = optax.tree.norm(policy_grads)
+  else:
+    policy_params, policy_opt_state = state.policy_params, state.policy_opt_state
+  metrics = _pmean(metrics, axis_name)
+
+  step = state.step + 1
+  ref_params, ref_batch_stats = state.ref_params, state.ref_batch_stats
+  if method == "eriep" and reference == "frozen":
+    ref_params, ref_batch_stats = losses.sync_reference(
+        (params, new_batch_stats), (ref_params, ref_batch_stats), step, sync_freq)
+  new_state = state.replace(step=step, params=params, batch_stats=new_batch_stats,
+                            opt_state=opt_state, ref_params=ref_params,
+                            ref_batch_stats=ref_batch_stats, policy_params=policy_params,
+                            policy_opt_state=policy_opt_state)
+
+  finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+  if train_policy:
+    finite &= jnp.isfinite(metrics["policy_grad_norm"])
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  metrics["finite"] = finite.astype(jnp.float32)
+  return new_state, metrics
+
+
+def make_train_step(config, *, model: nn.Module, tx: optax.GradientTransformation,
+                    policy_tx: optax.GradientTransformation,
+                    learning_rate_fn: Callable[[jax.Array], jax.Array],
+                    axis_name: Any = "batch",
+                    perturb_fn: Callable[..., jax.Array] | None = None) -> Callable:
+  """Binds the config's static settings: ``step(state, batch, key)``.
+
+  The returned function is not transformed; wrap it in ``jax.pmap(...,
+  axis_name=axis_name)`` (or ``jax.jit`` with ``axis_name=None``).
+  """
+  return functools.partial(
+      train_step, model=model, tx=tx, policy_tx=policy_tx, learning_rate_fn=learning_rate_fn,
+      method=config.method, reference=config.reference, alpha=float(config.alpha),
+      reduction=config.reduction, sync_freq=int(config.sync_freq), axis_name=axis_name,
+      perturb_fn=perturb_fn)

@@ -1,0 +1,44 @@
+r"""Runs an eriep_jax experiment: stage-1 search, stage-2 training, or evaluation.
+
+  python launch.py --config=configs/demo.py --workdir=/tmp/eriep_demo
+  python launch.py --config=configs/cifar10_cnn8.py:runlocal --workdir=/tmp/cnn8 \
+      --config.alpha=0.3
+  python launch.py --config=configs/cifar10_cnn8.py --workdir=/tmp/cnn8 --mode=eval
+
+A rerun with the same --workdir resumes from its latest checkpoint.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "search"],
+                  "train: stage 2 + evaluation; eval: evaluate the latest checkpoint; "
+                  "search: stage 1 (the EPM policy) only.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; pass options as --config.field=value.")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")   # keep TensorFlow (tf.data) off the accelerators
+  logging.set_verbosity(logging.INFO)
+  config = FLAGS.config
+  if FLAGS.mode == "search":
+    from eriep_jax.train import search  # pylint: disable=g-import-not-at-top
+    search.run_search(config, FLAGS.workdir)
+  elif FLAGS.mode == "eval":
+    from eriep_jax import evaluate  # pylint: disable=g-import-not-at-top
+    evaluate.evaluate_workdir(config, FLAGS.workdir)
+  else:
+    from eriep_jax import train  # pylint: disable=g-import-not-at-top
+    train.run(config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
