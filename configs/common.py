@@ -1,0 +1,46 @@
+"""Helpers shared by the experiment configs (not an experiment itself).
+
+Configs are loaded by ``ml_collections.config_flags`` from their path, with the
+repository root on ``sys.path`` (``python launch.py`` from the root), so they
+import ``configs.default`` and this module.
+"""
+
+import ml_collections
+
+# Where the real CIFAR-10 JPEG archive of this project lives, relative to the
+# repository root (see ../shared/data/README.md), and where it is extracted.
+CIFAR10_ARCHIVE = "../shared/data/cifar10-jpeg.tar.gz"
+CIFAR10_ROOT = "/tmp/eriep_data/cifar10"
+
+
+def parse_arg(arg: str | None) -> set[str]:
+  """``'runlocal'`` / ``'runlocal,folder'`` -> {'runlocal', 'folder'}; raises on unknown."""
+  flags = {a.strip() for a in (arg or "").split(",") if a.strip()}
+  unknown = flags - {"runlocal", "folder"}
+  if unknown:
+    raise ValueError(f"unknown config argument(s) {sorted(unknown)}; use 'runlocal' "
+                     "and/or 'folder', e.g. --config=configs/cifar10_cnn8.py:runlocal.")
+  return flags
+
+
+def use_cifar10_folder(c: ml_collections.ConfigDict) -> None:
+  """Reads CIFAR-10 from this project's JPEG archive instead of TFDS (offline)."""
+  c.data.source = "folder"
+  c.data.name = "cifar10"
+  c.data.root = CIFAR10_ROOT
+  c.data.archive = CIFAR10_ARCHIVE
+
+
+def runlocal(c: ml_collections.ConfigDict, *, width: float = 0.125, steps: int = 150,
+             batch_size: int = 32, num_train_examples: int = 4000) -> None:
+  """Shrinks a config to a few CPU minutes: narrow model, few steps, small batches."""
+  c.model.width = width
+  c.num_train_steps = steps
+  c.batch_size = batch_size
+  c.eval_batch_size = 250
+  c.data.num_train_examples = num_train_examples
+  c.data.shuffle_buffer = 4000
+  c.sync_freq = 25
+  c.log_every_steps = 10
+  c.checkpoint_every_steps = 100
+  c.eval.noise_stds = (0.0, 0.1, 0.2, 0.3, 0.4)
