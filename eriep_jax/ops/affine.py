@@ -1,0 +1,215 @@
+"""Affine Table-1 operations: shear, translate, rotate, flip.
+
+All geometric ops share one bilinear sampler that reproduces Pillow's
+`Image.transform(..., Image.AFFINE, resample=BILINEAR, fillcolor=...)`:
+
+* the affine matrix (a, b, c, d, e, f) maps the centre of output pixel (x, y),
+  i.e. the point (x + 0.5, y + 0.5), to the input point
+  (a (x + .5) + b (y + .5) + c, d (x + .5) + e (y + .5) + f);
+* an input point outside [0, W) x [0, H) gives the fill value (0.5);
+* otherwise the point is shifted by -0.5 to pixel-centre coordinates and
+  interpolated bilinearly from its four neighbours, with neighbours outside the
+  image clamped to the border (Pillow's XCLIP/YCLIP).
+
+The fraction `dx = x_in - floor(x_in)` carries the gradient in the magnitude,
+so d out / d m is the one-sided finite difference of neighbouring pixels even
+at m = 0, where the sampling points sit exactly on pixel centres.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from eriep_jax.ops._validate import check_images, check_magnitude
+
+SHEAR_SCALE = 0.3
+TRANSLATE_SCALE = 0.45
+ROTATE_SCALE = 30.0  # degrees
+FILL = 0.5
+
+
+def affine_transform(images: jax.typing.ArrayLike, matrix: jax.typing.ArrayLike,
+                     *, fill: float = FILL) -> jax.Array:
+  """Resamples each image with its own inverse affine matrix, as Pillow does.
+
+  Args:
+    images: float32 images, shape (B, H, W, C).
+    matrix: per-image Pillow AFFINE data (a, b, c, d, e, f), shape (B, 6),
+      mapping output pixel centres to input coordinates (see module docstring).
+    fill: the value of output pixels whose source lies outside the image.
+
+  Returns:
+    The transformed images, shape (B, H, W, C).
+  """
+  images = check_images(images)
+  b, h, w, c = images.shape
+  matrix = jnp.asarray(matrix, jnp.float32)
+  if matrix.shape != (b, 6):
+    raise ValueError(
+        f"matrix has shape {matrix.shape}; pass one affine matrix of 6 "
+        f"coefficients per image, shape ({b}, 6).")
+  xo = jnp.arange(w, dtype=jnp.float32) + 0.5
+  yo = jnp.arange(h, dtype=jnp.float32) + 0.5
+  m = matrix[:, :, None, None]
+  xin = m[:, 0] * xo[None, None, :] + m[:, 1] * yo[None, :, None] + m[:, 2]
+  yin = m[:, 3] * xo[None, None, :] + m[:, 4] * yo[None, :, None] + m[:, 5]
+  valid = (xin >= 0.0) & (xin < w) & (yin >= 0.0) & (yin < h)   # (B, H, W)
+  xs = xin - 0.5
+  ys = yin - 0.5
+  x0f = jax.lax.stop_gradient(jnp.floor(xs))
+  y0f = jax.lax.stop_gradient(jnp.floor(ys))
+  dx = (xs - x0f)[..., None]
+  dy = (ys - y0f)[..., None]
+  x0 = x0f.astype(jnp.int32)
+  y0 = y0f.astype(jnp.int32)
+  x0c = jnp.clip(x0, 0, w - 1)
+  x1c = jnp.clip(x0 + 1, 0, w - 1)
+  y0c = jnp.clip(y0, 0, h - 1)
+  y1c = jnp.clip(y0 + 1, 0, h - 1)
+  flat = images.reshape(b, h * w, c)
+  take = jax.vmap(lambda im, idx: im[idx])
+
+  def pixel(yi, xi):
+    return take(flat, (yi * w + xi).reshape(b, h * w)).reshape(b, h, w, c)
+
+  top = pixel(y0c, x0c) * (1.0 - dx) + pixel(y0c, x1c) * dx
+  bottom = pixel(y1c, x0c) * (1.0 - dx) + pixel(y1c, x1c) * dx
+  out = top * (1.0 - dy) + bottom * dy
+  return jnp.where(valid[..., None], out, jnp.asarray(fill, images.dtype))
+
+
+def _matrix(*coefficients: jax.Array) -> jax.Array:
+  batch = jnp.broadcast_shapes(*(jnp.shape(x) for x in coefficients))
+  return jnp.stack([jnp.broadcast_to(x, batch) for x in coefficients], axis=-1)
+
+
+def shear_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
+            key: jax.Array | None = None) -> jax.Array:
+  """Shears horizontally by the factor 0.3 * m about the image centre.
+
+  Output pixel (x, y) samples the input at (x + s (y - H/2), y), s = 0.3 m,
+  Pillow's AutoAugment ShearX data (1, s, 0, 0, 1, 0) re-centred.
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
+    key: unused.
+
+  Returns:
+    The sheared images; uncovered pixels are 0.5.
+  """
+  del key
+  images = check_images(images)
+  _, h, _, _ = images.shape
+  s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
+  one, zero = jnp.ones_like(s), jnp.zeros_like(s)
+  return affine_transform(images, _matrix(one, s, -s * h / 2, zero, one, zero))
+
+
+def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
+            key: jax.Array | None = None) -> jax.Array:
+  """Shears vertically by the factor 0.3 * m about the image centre.
+
+  Output pixel (x, y) samples the input at (x, y + s (x - W/2)), s = 0.3 m.
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
+    key: unused.
+
+  Returns:
+    The sheared images; uncovered pixels are 0.5.
+  """
+  del key
+  images = check_images(images)
+  _, _, w, _ = images.shape
+  s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
+  one, zero = jnp.ones_like(s), jnp.zeros_like(s)
+  return affine_transform(images, _matrix(one, zero, zero, s, one, -s * w / 2))
+
+
+def translate_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
+                key: jax.Array | None = None) -> jax.Array:
+  """Translates horizontally by 0.45 * m * W pixels.
+
+  Output pixel x samples the input at x + 0.45 m W (Pillow's AutoAugment
+  TranslateX data (1, 0, t, 0, 1, 0)), so a positive m moves the content left.
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
+    key: unused.
+
+  Returns:
+    The translated images; uncovered pixels are 0.5.
+  """
+  del key
+  images = check_images(images)
+  _, _, w, _ = images.shape
+  t = TRANSLATE_SCALE * w * check_magnitude(magnitude, images.shape[0])
+  one, zero = jnp.ones_like(t), jnp.zeros_like(t)
+  return affine_transform(images, _matrix(one, zero, t, zero, one, zero))
+
+
+def translate_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
+                key: jax.Array | None = None) -> jax.Array:
+  """Translates vertically by 0.45 * m * H pixels (positive m moves content up).
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
+    key: unused.
+
+  Returns:
+    The translated images; uncovered pixels are 0.5.
+  """
+  del key
+  images = check_images(images)
+  _, h, _, _ = images.shape
+  t = TRANSLATE_SCALE * h * check_magnitude(magnitude, images.shape[0])
+  one, zero = jnp.ones_like(t), jnp.zeros_like(t)
+  return affine_transform(images, _matrix(one, zero, zero, zero, one, t))
+
+
+def rotate(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
+           key: jax.Array | None = None) -> jax.Array:
+  """Rotates by 30 * m degrees counter-clockwise about the image centre.
+
+  The matrix is the one `PIL.Image.rotate` builds: rotation by -angle about
+  (W/2, H/2) in pixel-edge coordinates.
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
+    key: unused.
+
+  Returns:
+    The rotated images; uncovered corners are 0.5.
+  """
+  del key
+  images = check_images(images)
+  _, h, w, _ = images.shape
+  angle = -ROTATE_SCALE * (math.pi / 180.0) * check_magnitude(
+      magnitude, images.shape[0])
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  cx, cy = w / 2, h / 2
+  c = cos * -cx + sin * -cy + cx
+  f = -sin * -cx + cos * -cy + cy
+  return affine_transform(images, _matrix(cos, sin, c, -sin, cos, f))
+
+
+def flip(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike = None,
+         key: jax.Array | None = None) -> jax.Array:
+  """Mirrors horizontally (Pillow's `ImageOps.mirror`); ignores the magnitude.
+
+  Args:
+    images: float32 images in [0, 1], shape (B, H, W, C).
+    magnitude: ignored (Table 1: none).
+    key: unused.
+
+  Returns:
+    The mirrored images.
+  """
+  del magnitude, key
+  return check_images(images)[:, :, ::-1, :]
