@@ -44,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.archive = ml_collections.FieldReference(None, field_type=str)    # optional .tar.gz to extract into root
   c.data.train_augment = "none"  # none (the paper's "standard") | crop_flip | imagenet
   c.data.image_size = ml_collections.FieldReference(None, field_type=int)  # resize (e.g. 224 for ConvNeXt)
+  c.data.eval_crop = "auto"   # auto | none | center (resize to 256/224 * size, centre crop; auto: center iff train_augment=imagenet or name=imagenet2012)
   c.data.skip_corrupt = False
   c.data.shuffle_buffer = 50_000
   c.data.num_train_examples = ml_collections.FieldReference(None, field_type=int)  # use a subset

@@ -1,0 +1,406 @@
+"""tf.data input pipelines for `jax.pmap`: training (infinite) and evaluation (one pass).
+
+Batches are dicts of arrays with leading axes (local_devices, per_device_batch),
+already placed on the local devices (flax.jax_utils.prefetch_to_device):
+
+    train: {'image': float32 (D, B/D, H, W, C) in [0, 1], 'label': int32 (D, B/D)}
+    eval:  the same plus 'mask': float32 (D, B/D), 0 on padding.
+
+Sharding: the global batch `config.batch_size` is split over processes
+(`jax.process_index()` / `jax.process_count()`), and each process's share over
+its local devices. A batch size that the device count does not divide raises a
+ValueError before any data is read.
+
+Determinism and resuming: epoch e of a run with seed s visits the examples in
+the order of a permutation drawn from (s, e) (indexed sources: numpy
+`default_rng([s, e])` over example indices; TFDS: a tf.data shuffle seeded
+with (s, e) over the record stream), and example j of the epoch is augmented
+with the stateless seed (s, e, j). An epoch has `steps_per_epoch` full batches
+(the remainder is dropped). `train_iterator(start_step=k)` starts in epoch
+k // steps_per_epoch after skipping its first k % steps_per_epoch batches, so
+it yields exactly the batches an uninterrupted run yields from step k on. For
+indexed sources the skip costs nothing; for TFDS it reads (but does not
+decode) the skipped records.
+
+Subsets (`num_examples`, the stage-1 search's 4,000 images): the first N
+examples after a shuffle with the fixed seed SUBSET_SEED, independent of
+config.seed, so every run searches on the same images. For TFDS the shuffle
+buffer is min(N_train, config.data.shuffle_buffer).
+
+Evaluation covers the split exactly once: process p reads every
+process_count-th example (indexed) or its `tfds.even_splits` part; every
+process yields the same number of batches, and the last ones are padded with
+zero images whose mask is 0.
+"""
+
+import itertools
+import math
+from typing import Iterator
+
+import flax.jax_utils
+import jax
+import numpy as np
+import tensorflow as tf
+
+from eriep_jax.data import folder as folder_lib
+from eriep_jax.data import preprocess
+from eriep_jax.data import sources
+from eriep_jax.data.sources import DatasetInfo
+
+SUBSET_SEED = 0
+DEVICE_PREFETCH = 2
+
+__all__ = ["DatasetInfo", "get_dataset_info", "train_iterator", "eval_iterator",
+           "steps_per_epoch", "SUBSET_SEED"]
+
+
+# ----------------------------------------------------------------------------
+# Config checks and derived sizes.
+# ----------------------------------------------------------------------------
+
+
+def _check_batch_size(batch_size: int, what: str = "batch size") -> int:
+  if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    raise ValueError(f"{what} must be a positive integer; got {batch_size!r}")
+  devices = jax.device_count()
+  if batch_size % devices:
+    raise ValueError(f"{what} {batch_size} is not divisible by {devices} devices; "
+                     f"use a multiple of {devices}")
+  return int(batch_size)
+
+
+def _train_augment(data_config) -> str:
+  augment = data_config.train_augment
+  if augment not in preprocess.TRAIN_AUGMENTS:
+    raise ValueError(f"unknown config.data.train_augment {augment!r}; use one of "
+                     f"{', '.join(preprocess.TRAIN_AUGMENTS)}")
+  return augment
+
+
+def _eval_crop(data_config) -> str:
+  """'center' (resize + centre crop) or 'none'; 'auto' picks by augment/name."""
+  crop = data_config.get("eval_crop", "auto")
+  if crop not in preprocess.EVAL_CROPS:
+    raise ValueError(f"unknown config.data.eval_crop {crop!r}; use one of "
+                     f"{', '.join(preprocess.EVAL_CROPS)}")
+  if crop == "auto":
+    imagenet = (data_config.train_augment == "imagenet"
+                or (data_config.source == "tfds" and data_config.name == "imagenet2012"))
+    crop = "center" if imagenet else "none"
+  return crop
+
+
+def _image_size(data_config) -> int | None:
+  size = data_config.get("image_size")
+  if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
+    raise ValueError(f"config.data.image_size must be a positive integer or None; "
+                     f"got {size!r}")
+  return size
+
+
+def _output_shape(data_config, raw_shape: tuple, *, train: bool) -> tuple:
+  size = _image_size(data_config)
+  channels = raw_shape[-1]
+  crop_like = (_train_augment(data_config) == "imagenet" if train
+               else _eval_crop(data_config) == "center")
+  if crop_like:
+    size = size or preprocess.IMAGENET_SIZE
+  if size:
+    return (size, size, channels)
+  if None in raw_shape:
+    raise ValueError(f"images of {data_config.name!r} vary in size {raw_shape}; set "
+                     "config.data.image_size (e.g. 224) or train_augment='imagenet'")
+  return tuple(raw_shape)
+
+
+def _eval_split_name(source, split: str) -> str:
+  if isinstance(source, sources.TfdsSource):
+    return source.resolve_split(split)
+  return split
+
+
+def _num_train(config, source, num_examples: int | None) -> int:
+  total = source.num_examples(_train_split(source))
+  n = num_examples if num_examples is not None else config.data.get("num_train_examples")
+  if n is None:
+    return total
+  if not isinstance(n, (int, np.integer)) or not 0 < n <= total:
+    raise ValueError(f"num_examples {n!r} is out of range; use 1..{total} (the "
+                     "training split's size) or None for all")
+  return int(n)
+
+
+def _train_split(source) -> str:
+  return "train"
+
+
+def get_dataset_info(config) -> DatasetInfo:
+  """Validates `config.data` and describes the data set.
+
+  Args:
+    config: the experiment ConfigDict (fields `config.data.*`).
+
+  Returns:
+    The DatasetInfo; `image_shape` is the shape after training preprocessing.
+
+  Raises:
+    ValueError: for an unknown source, data set, augmentation or split.
+    FileNotFoundError: for a TFDS data set that is not prepared.
+  """
+  data = config.data
+  _train_augment(data)
+  _eval_crop(data)
+  source = sources.get_source(data)
+  shape = _output_shape(data, source.raw_shape, train=True)
+  num_test = source.num_examples(_eval_split_name(source, "test"))
+  return DatasetInfo(name=source.name, num_classes=len(source.class_names),
+                     num_train=_num_train(config, source, None), num_test=num_test,
+                     image_shape=shape, class_names=source.class_names)
+
+
+def steps_per_epoch(config, *, num_examples: int | None = None,
+                    batch_size: int | None = None) -> int:
+  """Full global batches per epoch: num_train // batch_size (remainder dropped).
+
+  Args:
+    config: the experiment config.
+    num_examples: training subset size (default `config.data.num_train_examples`).
+    batch_size: global batch size (default `config.batch_size`).
+
+  Returns:
+    The number of steps in one epoch.
+  """
+  batch_size = _check_batch_size(batch_size or config.batch_size)
+  source = sources.get_source(config.data)
+  n = _num_train(config, source, num_examples)
+  if n < batch_size:
+    raise ValueError(f"batch size {batch_size} is larger than the {n} training "
+                     "examples; use a smaller batch size")
+  return n // batch_size
+
+
+# ----------------------------------------------------------------------------
+# Host-side batches -> devices.
+# ----------------------------------------------------------------------------
+
+
+def _shard(batch: dict) -> dict:
+  d = jax.local_device_count()
+  return {k: v.reshape((d, v.shape[0] // d) + v.shape[1:]) for k, v in batch.items()}
+
+
+def _to_devices(batches: Iterator[dict]) -> Iterator[dict]:
+  return flax.jax_utils.prefetch_to_device(map(_shard, batches), DEVICE_PREFETCH)
+
+
+def _epoch_seed(seed: int, epoch: int) -> tf.Tensor:
+  return tf.constant([seed, epoch], tf.int64)
+
+
+def _example_seed(base: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
+  return tf.random.experimental.stateless_fold_in(base, tf.cast(position, tf.int64))
+
+
+_DECODE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+                  tf.errors.DataLossError)
+
+
+def _run(ds: tf.data.Dataset, source, paths, errors=_DECODE_ERRORS) -> Iterator[dict]:
+  """Iterates a tf.data pipeline, turning decode errors into named-file errors."""
+  try:
+    yield from ds.as_numpy_iterator()
+  except errors as e:
+    if paths is not None:
+      folder_lib.raise_corrupt(paths, e, channels=source.channels)
+    raise
+
+
+# ----------------------------------------------------------------------------
+# Training.
+# ----------------------------------------------------------------------------
+
+
+def _subset_indices(total: int, n: int) -> np.ndarray:
+  if n == total:
+    return np.arange(total)
+  return np.random.default_rng(SUBSET_SEED).permutation(total)[:n]
+
+
+def _indexed_train_epoch(source, split, base_idx, *, seed, epoch, skip, spe,
+                         global_bs, augment, image_size, shape):
+  pidx, pcount = jax.process_index(), jax.process_count()
+  local = global_bs // pcount
+  order = base_idx[np.random.default_rng([seed, epoch]).permutation(len(base_idx))]
+  order = order[:spe * global_bs].reshape(spe, pcount, local)[:, pidx]
+  position = (np.arange(spe)[:, None] * global_bs + pidx * local
+              + np.arange(local)[None, :])
+  order, position = order[skip:].reshape(-1), position[skip:].reshape(-1)
+  labels = tf.constant(split.labels)
+  base = _epoch_seed(seed, epoch)
+
+  def load(i, pos):
+    image = split.load(i)
+    image = preprocess.train_preprocess(image, _example_seed(base, pos),
+                                        augment=augment, image_size=image_size)
+    return {"image": tf.ensure_shape(image, shape), "label": tf.gather(labels, i)}
+
+  ds = tf.data.Dataset.from_tensor_slices((order, position))
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _tfds_train_epoch(source, split_ds, n_local, *, seed, epoch, skip, spe,
+                      global_bs, augment, image_size, shape, buffer):
+  pidx, pcount = jax.process_index(), jax.process_count()
+  local = global_bs // pcount
+  base = _example_seed(_epoch_seed(seed, epoch), pidx)
+  ds = split_ds.shuffle(min(buffer, n_local), seed=(seed * 1_000_003 + epoch) % 2**31,
+                        reshuffle_each_iteration=False)
+  ds = ds.take(spe * local).enumerate().skip(skip * local)
+
+  def load(pos, example):
+    image, label = example
+    image = preprocess.train_preprocess(source.decode(image),
+                                        _example_seed(base, pos),
+                                        augment=augment, image_size=image_size)
+    return {"image": tf.ensure_shape(image, shape), "label": label}
+
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def train_iterator(config, *, start_step: int = 0, seed: int | None = None,
+                   num_examples: int | None = None,
+                   batch_size: int | None = None) -> Iterator[dict]:
+  """Infinite training batches, sharded for `jax.pmap` and prefetched to devices.
+
+  Args:
+    config: the experiment config (`config.data`, `config.batch_size`,
+      `config.seed`).
+    start_step: the first global step to yield (resumed runs).
+    seed: the data-order and augmentation seed (default `config.seed`).
+    num_examples: use only the first N training examples after a fixed-seed
+      shuffle (default `config.data.num_train_examples`; None = all).
+    batch_size: the global batch size over all devices and processes
+      (default `config.batch_size`).
+
+  Returns:
+    An iterator of {'image': (D, B/D, H, W, C) float32, 'label': (D, B/D)
+    int32}, D = jax.local_device_count().
+
+  Raises:
+    ValueError: for a bad batch size, start_step, num_examples or config.data.
+  """
+  global_bs = _check_batch_size(batch_size or config.batch_size)
+  if not isinstance(start_step, (int, np.integer)) or start_step < 0:
+    raise ValueError(f"start_step must be a non-negative integer; got {start_step!r}")
+  seed = config.seed if seed is None else seed
+  data = config.data
+  augment = _train_augment(data)
+  image_size = _image_size(data)
+  source = sources.get_source(data)
+  shape = _output_shape(data, source.raw_shape, train=True)
+  n = _num_train(config, source, num_examples)
+  spe = steps_per_epoch(config, num_examples=n, batch_size=global_bs)
+  first_epoch, first_skip = divmod(int(start_step), spe)
+  common = dict(seed=int(seed), spe=spe, global_bs=global_bs, augment=augment,
+                image_size=image_size, shape=shape)
+
+  if isinstance(source, sources.IndexedSource):
+    split = source.split("train")
+    base_idx = _subset_indices(split.num_examples, n)
+
+    def epochs():
+      for epoch in itertools.count(first_epoch):
+        skip = first_skip if epoch == first_epoch else 0
+        ds = _indexed_train_epoch(source, split, base_idx, epoch=epoch, skip=skip,
+                                  **common)
+        yield from _run(ds, source, split.paths)
+  else:
+    pidx, pcount = jax.process_index(), jax.process_count()
+    total = source.num_examples("train")
+    if n < total:
+      full = source.as_dataset("train")
+      full = full.shuffle(min(total, data.shuffle_buffer), seed=SUBSET_SEED,
+                          reshuffle_each_iteration=False).take(n)
+      split_ds, n_local = full.shard(pcount, pidx), len(range(pidx, n, pcount))
+    else:
+      sub = source.process_split("train", pidx, pcount)
+      split_ds, n_local = source.as_dataset(sub), source.num_examples(sub)
+
+    def epochs():
+      for epoch in itertools.count(first_epoch):
+        skip = first_skip if epoch == first_epoch else 0
+        ds = _tfds_train_epoch(source, split_ds, n_local, epoch=epoch, skip=skip,
+                               buffer=data.shuffle_buffer, **common)
+        yield from _run(ds, source, None)
+
+  return _to_devices(epochs())
+
+
+# ----------------------------------------------------------------------------
+# Evaluation.
+# ----------------------------------------------------------------------------
+
+
+def eval_iterator(config, split: str = "test", *,
+                  batch_size: int | None = None) -> Iterator[dict]:
+  """One pass over `split`, padded and masked, sharded and prefetched to devices.
+
+  Every example is yielded exactly once (mask 1); padding has mask 0 and zero
+  images. For TFDS sets without a 'test' split, 'test' reads 'validation'.
+
+  Args:
+    config: the experiment config (`config.data`, `config.eval_batch_size`).
+    split: the split to read ('test', 'train', ...).
+    batch_size: the global batch size (default `config.eval_batch_size`).
+
+  Returns:
+    A finite iterator of {'image': (D, B/D, H, W, C) float32, 'label': (D, B/D)
+    int32, 'mask': (D, B/D) float32}.
+
+  Raises:
+    ValueError: for a bad batch size, split or config.data.
+  """
+  global_bs = _check_batch_size(batch_size or config.eval_batch_size,
+                                "eval batch size")
+  data = config.data
+  crop = _eval_crop(data)
+  image_size = _image_size(data)
+  source = sources.get_source(data)
+  shape = _output_shape(data, source.raw_shape, train=False)
+  split = _eval_split_name(source, split)
+  pidx, pcount = jax.process_index(), jax.process_count()
+  local = global_bs // pcount
+
+  def prep(image, label):
+    image = preprocess.eval_preprocess(image, crop=crop, image_size=image_size)
+    return {"image": tf.ensure_shape(image, shape), "label": label,
+            "mask": tf.constant(1.0, tf.float32)}
+
+  if isinstance(source, sources.IndexedSource):
+    sp = source.split(split)
+    total = sp.num_examples
+    idx = np.arange(pidx, total, pcount)
+    labels = tf.constant(sp.labels)
+    ds = tf.data.Dataset.from_tensor_slices(idx).map(
+        lambda i: prep(sp.load(i), tf.gather(labels, i)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    n_local, paths = len(idx), sp.paths
+  else:
+    total = source.num_examples(split)
+    sub = source.process_split(split, pidx, pcount)
+    n_local = source.num_examples(sub)
+    ds = source.as_dataset(sub).map(
+        lambda image, label: prep(source.decode(image), label),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    paths = None
+  # Every process yields the same number of batches (pmap needs all hosts).
+  num_batches = math.ceil(math.ceil(total / pcount) / local)
+  pad = num_batches * local - n_local
+  padding = tf.data.Dataset.from_tensors({
+      "image": tf.zeros(shape, tf.float32), "label": tf.constant(0, tf.int32),
+      "mask": tf.constant(0.0, tf.float32)}).repeat(pad)
+  ds = ds.concatenate(padding).batch(local, drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return _to_devices(_run(ds, source, paths))

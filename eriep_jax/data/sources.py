@@ -1,0 +1,247 @@
+"""Data sources behind the input pipelines: TFDS, image folders and the demo set.
+
+`config.data.source` selects one:
+
+  tfds    `tfds.builder(config.data.name, data_dir=config.data.data_dir)`; any
+          TFDS image-classification set with 'image' and 'label' features
+          (cifar10, cifar100, imagenet2012, ...). Nothing is downloaded: when
+          the prepared files are missing, `get_source` fails at once and says
+          where to put them.
+  folder  `<root>/{train,test}/<class>/<image>` (see `folder.py`).
+  demo    scikit-learn's digits, resized to 32x32x3 (see `demo.py`).
+
+Folder and demo sources are *indexed*: the pipeline draws a permutation of
+example indices per epoch and loads examples by index, so skipping ahead to a
+step costs nothing. TFDS sources are *streamed*: the pipeline shuffles the
+record stream with a per-epoch seed.
+
+Importing this module imports TensorFlow and hides every GPU from it, so
+TensorFlow never takes accelerator memory from JAX.
+"""
+
+import functools
+import pathlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+try:
+  tf.config.set_visible_devices([], "GPU")
+except RuntimeError:   # TF already initialised its devices; nothing to hide.
+  pass
+
+from eriep_jax.data import demo as demo_lib  # pylint: disable=g-import-not-at-top
+from eriep_jax.data import folder as folder_lib  # pylint: disable=g-import-not-at-top
+
+SOURCES = ("tfds", "folder", "demo")
+
+
+class DatasetInfo(NamedTuple):
+  """What a model and a training loop need to know about a data set.
+
+  Attributes:
+    name: the data set name ('cifar10', 'demo', or the folder's name).
+    num_classes: the number of classes.
+    num_train: training examples used (after `num_train_examples`).
+    num_test: examples in the evaluation split ('test', or 'validation' for
+      TFDS sets without a test split).
+    image_shape: (H, W, C) after preprocessing.
+    class_names: class names in label order.
+  """
+  name: str
+  num_classes: int
+  num_train: int
+  num_test: int
+  image_shape: tuple
+  class_names: tuple
+
+
+class IndexedSplit(NamedTuple):
+  """One split of an indexed source.
+
+  Attributes:
+    num_examples: N.
+    labels: (N,) int32 labels.
+    load: tf function index -> image (uint8 or float32 [0, 1], (H, W, C)).
+    paths: (N,) file paths for folder sources (to name a corrupt file), else None.
+  """
+  num_examples: int
+  labels: np.ndarray
+  load: Callable[[tf.Tensor], tf.Tensor]
+  paths: np.ndarray | None
+
+
+class IndexedSource:
+  """A folder or demo source whose examples are addressed by index."""
+
+  def __init__(self, name: str, class_names: tuple, raw_shape: tuple,
+               splits: dict[str, Callable[[], IndexedSplit]]):
+    self.name = name
+    self.class_names = tuple(class_names)
+    self.raw_shape = tuple(raw_shape)
+    self.channels = raw_shape[-1]
+    self._splits = splits
+
+  def split(self, split: str) -> IndexedSplit:
+    if split not in self._splits:
+      raise ValueError(f"split {split!r} does not exist in {self.name!r}; use one "
+                       f"of {sorted(self._splits)}")
+    return self._splits[split]()
+
+  def num_examples(self, split: str) -> int:
+    return self.split(split).num_examples
+
+
+def _demo_source() -> IndexedSource:
+  data = demo_lib.load_demo()
+
+  def make(split):
+    images, labels = data[split]
+    table = tf.constant(images)
+    return IndexedSplit(len(labels), labels, lambda i: tf.gather(table, i), None)
+
+  return IndexedSource("demo", demo_lib.CLASS_NAMES, data["train"][0].shape[1:],
+                       {s: functools.partial(make, s) for s in data})
+
+
+def _folder_source(root: str, archive: str | None, skip_corrupt: bool) -> IndexedSource:
+  path = folder_lib.prepare_root(root, archive)
+  splits = sorted(p.name for p in path.iterdir()
+                  if p.is_dir() and not p.name.startswith("."))
+  if "train" not in splits:
+    raise ValueError(f"image folder {str(path)!r} has no train/ folder (found "
+                     f"{splits}); use the layout <root>/{{train,test}}/<class>/<image>")
+  channels = 3
+
+  def make(split):
+    listing = folder_lib.list_split(str(path), split, skip_corrupt=skip_corrupt,
+                                    channels=channels)
+    table = tf.constant(listing.paths)
+    return IndexedSplit(
+        len(listing.labels), listing.labels,
+        lambda i: folder_lib.decode_file(tf.gather(table, i), channels),
+        listing.paths)
+
+  train = folder_lib.list_split(str(path), "train", skip_corrupt=skip_corrupt,
+                                channels=channels)
+  raw_shape = None
+  for p in train.paths[:16]:   # the first readable image gives the size
+    try:
+      raw_shape = tuple(folder_lib.decode_file(p, channels).shape)
+      break
+    except tf.errors.OpError:
+      continue
+  if raw_shape is None:
+    folder_lib.raise_corrupt(train.paths[:16], ValueError("no readable image"),
+                             channels=channels)
+  return IndexedSource(path.name, train.class_names, raw_shape,
+                       {s: functools.partial(make, s) for s in splits})
+
+
+class TfdsSource:
+  """A TFDS data set, read as a stream of records."""
+
+  def __init__(self, name: str, data_dir: str | None):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    self._tfds = tfds
+    try:
+      self.builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise ValueError(f"unknown TFDS data set {name!r}; use a TFDS name such as "
+                       "'cifar10', 'cifar100' or 'imagenet2012', or "
+                       "config.data.source='folder'") from e
+    features = self.builder.info.features
+    if "image" not in features or "label" not in features:
+      raise ValueError(f"TFDS data set {name!r} has features {list(features)}; the "
+                       "pipeline needs 'image' and 'label' (an image-classification set)")
+    self.name = name
+    self.data_dir = data_dir
+    self.class_names = tuple(features["label"].names)
+    shape = tuple(features["image"].shape)
+    self.channels = shape[-1] or 3
+    self.raw_shape = shape[:-1] + (self.channels,)
+    self._check_prepared()
+
+  def _where(self) -> str:
+    where = self.data_dir or "~/tensorflow_datasets"
+    msg = (f"TFDS data set {self.name!r} is not prepared under data_dir={where!r} "
+           "and cannot be downloaded here; ")
+    if self.name.startswith("imagenet"):
+      manual = pathlib.Path(where).expanduser() / "downloads" / "manual"
+      return msg + (f"put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar into "
+                    f"{str(manual)!r} and run `tfds build {self.name} "
+                    f"--data_dir={where}`, or use config.data.source='folder'")
+    return msg + (f"run `tfds build {self.name} --data_dir={where}` on a machine "
+                  f"with network access and copy {where}/{self.name} here, set "
+                  "config.data.data_dir to that folder, or use config.data.source='folder'")
+
+  def _check_prepared(self) -> None:
+    splits = list(self.builder.info.splits) if self.builder.info.splits else ["train"]
+    try:   # as_dataset never downloads: it fails at once when files are missing.
+      self.builder.as_dataset(split=splits[0])
+    except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
+      raise FileNotFoundError(self._where()) from e
+
+  def resolve_split(self, split: str) -> str:
+    known = list(self.builder.info.splits) if self.builder.info.splits else []
+    if not known or split in known:
+      return split
+    if split == "test" and "validation" in known:
+      return "validation"   # ImageNet evaluates on its validation split.
+    raise ValueError(f"split {split!r} does not exist in {self.name!r}; use one "
+                     f"of {known}")
+
+  def as_dataset(self, split: str) -> tf.data.Dataset:
+    """(image bytes, label) records of `split`, in file order."""
+    tfds = self._tfds
+    ds = self.builder.as_dataset(
+        split=split, shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False))
+    return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+
+  def num_examples(self, split: str) -> int:
+    n = int(self.as_dataset(split).cardinality())
+    if n < 0:
+      n = self.builder.info.splits[split].num_examples
+    return n
+
+  def process_split(self, split: str, index: int, count: int) -> str:
+    """The sub-split this process reads (tfds.even_splits)."""
+    return split if count == 1 else self._tfds.even_splits(split, n=count)[index]
+
+  def decode(self, image: tf.Tensor) -> tf.Tensor:
+    return tf.io.decode_image(image, channels=self.channels, expand_animations=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt):
+  if source == "demo":
+    return _demo_source()
+  if source == "folder":
+    return _folder_source(root, archive, skip_corrupt)
+  return TfdsSource(name, data_dir)
+
+
+def get_source(data_config) -> IndexedSource | TfdsSource:
+  """Builds (once per process) the source that `config.data` selects.
+
+  Args:
+    data_config: `config.data`.
+
+  Returns:
+    An IndexedSource (folder, demo) or a TfdsSource.
+
+  Raises:
+    ValueError: for an unknown source or data set name, a missing folder.
+    FileNotFoundError: for a TFDS set that is not prepared.
+  """
+  source = data_config.source
+  if source not in SOURCES:
+    raise ValueError(f"unknown config.data.source {source!r}; use one of "
+                     f"{', '.join(SOURCES)}")
+  root = data_config.get("root")
+  root = str(pathlib.Path(root).expanduser().resolve()) if root else None
+  return _cached_source(source, data_config.name, data_config.get("data_dir"), root,
+                        data_config.get("archive"), bool(data_config.get("skip_corrupt")))
