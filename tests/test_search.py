@@ -199,10 +199,10 @@ def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_contro
   num_steps, batch = 50, 32
   x, y = _mirror_symmetric_set(num_steps * batch)
   w0 = np.asarray(policy_lib.constrain(state.policy).selection).mean(axis=(0, 1))
-  keys = flax.jax_utils.replicate(jax.random.key(1))
+  keys = flax.jax_utils.replicate(jax.random.key(1), axis_name="batch")
   results = {}
   for train_policy in (True, False):
-    st = flax.jax_utils.replicate(state)
+    st = flax.jax_utils.replicate(state, axis_name="batch")
     for i in range(num_steps):
       b = {"image": x[i * batch:(i + 1) * batch].reshape(2, batch // 2, 8, 8, 3),
            "label": y[i * batch:(i + 1) * batch].reshape(2, batch // 2)}

@@ -276,6 +276,15 @@ def search_step(state: SearchState,
   return new_state, mean(metrics)
 
 
+def _model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``config.model`` options the critic's backbone shares with N (normalisation, dtype)."""
+  options = {k: v for k, v in config.model.items() if k not in ("name", "width", "batch_norm")}
+  for k in ("mean", "std"):
+    if isinstance(options.get(k), list):
+      options[k] = tuple(options[k])
+  return options
+
+
 def _critic_module(config: ml_collections.ConfigDict, num_classes: int, **model_options):
   from eriep_jax import models  # pylint: disable=g-import-not-at-top
   from eriep_jax.models.critic import SearchCritic  # pylint: disable=g-import-not-at-top
@@ -297,7 +306,8 @@ def create_search_state(config: ml_collections.ConfigDict,
     key: PRNG key.
     image_shape: (H, W, C) of the images.
     num_classes: number of classes of the classifier head.
-    **model_options: extra options for ``get_model`` (e.g. ``mean``, ``std``).
+    **model_options: extra options for ``get_model`` (e.g. ``normalize``,
+      ``mean``, ``std``, ``dtype``; :func:`run_search` passes ``config.model``'s).
 
   Returns:
     ``(state, critic_module)``.
@@ -305,13 +315,20 @@ def create_search_state(config: ml_collections.ConfigDict,
   key_policy, key_critic = jax.random.split(key)
   policy = policy_lib.init_policy(key_policy, config.policy)
   critic_module = _critic_module(config, num_classes, **model_options)
-  variables = critic_module.init(key_critic, jnp.zeros((2,) + tuple(image_shape), jnp.float32),
-                                 train=False)
-  variables = dict(flax.core.unfreeze(variables))
   tx = _adam(config.search)
-  state = SearchState(step=jnp.zeros((), jnp.int32), policy=policy, critic=variables,
-                      policy_opt_state=tx.init(policy),
-                      critic_opt_state=tx.init(variables["params"]))
+
+  # One jitted init: eager initialisation dispatches (and compiles) every
+  # small op separately, which costs tens of seconds on a busy CPU.
+  @jax.jit
+  def init(key_critic, policy):
+    variables = critic_module.init(key_critic, jnp.zeros((2,) + tuple(image_shape), jnp.float32),
+                                   train=False)
+    variables = dict(flax.core.unfreeze(variables))
+    return SearchState(step=jnp.zeros((), jnp.int32), policy=policy, critic=variables,
+                       policy_opt_state=tx.init(policy),
+                       critic_opt_state=tx.init(variables["params"]))
+
+  state = init(key_critic, policy)
   return state, critic_module
 
 
@@ -341,7 +358,10 @@ def _num_steps(config: ml_collections.ConfigDict, num_train: Optional[int]) -> t
   """(total steps, examples per epoch) of the search."""
   s = config.search
   examples = s.num_examples if num_train is None else min(s.num_examples, num_train)
-  steps_per_epoch = max(1, examples // s.batch_size)
+  if examples < s.batch_size:
+    raise ValueError(f"config.search.batch_size {s.batch_size} is larger than the {examples} "
+                     "training examples available to the search; use a smaller batch size.")
+  steps_per_epoch = examples // s.batch_size
   if s.get("num_steps", -1) > 0:
     return int(s.num_steps), examples
   return max(1, int(round(s.num_epochs * steps_per_epoch))), examples
@@ -421,20 +441,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   s = config.search
 
   info = data_lib.get_dataset_info(config)
-  num_classes = int(info["num_classes"])
-  image_shape = tuple(info["image_shape"])
-  num_train = info.get("num_train_examples")
-  total_steps, examples = _num_steps(config, num_train)
+  total_steps, examples = _num_steps(config, info.num_train)
 
   key = jax.random.key(config.seed)
   key_init, key_steps, key_grid = jax.random.split(key, 3)
-  model_options = {k: info[k] for k in ("mean", "std") if info.get(k) is not None}
-  state, critic_module = create_search_state(config, key_init, image_shape, num_classes,
-                                             **model_options)
+  state, critic_module = create_search_state(config, key_init, tuple(info.image_shape),
+                                             info.num_classes, **_model_options(config))
   step_fn = make_search_step(config, critic_module,
                              train_policy=s.get("train_policy", True))
-  state = flax.jax_utils.replicate(state)
-  keys = flax.jax_utils.replicate(key_steps)
+  state = flax.jax_utils.replicate(state, axis_name="batch")
+  keys = flax.jax_utils.replicate(key_steps, axis_name="batch")
 
   batches = data_lib.train_iterator(config, seed=config.seed, num_examples=examples,
                                     batch_size=s.batch_size)
