@@ -302,21 +302,19 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
-                  subpolicy: jax.Array | None) -> jax.Array:
+                  subpolicy: jax.Array) -> jax.Array:
   """Soft (differentiable) EPM; see the module docstring."""
   values = constrain(params)
   batch = images.shape[0]
-  key_sub, stage_keys = _split_keys(key, params.num_stages)
-  if subpolicy is None:
-    subpolicy = sample_subpolicies(key_sub, batch, params.num_subpolicies)
+  _, stage_keys = _split_keys(key, params.num_stages)
   num_ops = len(params.ops)
   symmetric = np.array([ops_lib.get_op(n).symmetric for n in params.ops])
-  x = images
-  for k in range(params.num_stages):
-    key_gate, key_sign, key_op = stage_keys[k]
-    mu = values.magnitude[subpolicy, k]                # (B, N)
-    sel = values.selection[subpolicy, k]               # (B, N)
-    logit_p = params.probability[subpolicy, k]         # (B, N), = logit(p)
+
+  # One scan step per stage: the N-op body is traced and compiled once, not K times.
+  def stage(x, xs):
+    mu_k, sel_k, logit_k, keys = xs                    # (L, N) each, (3,) keys
+    key_gate, key_sign, key_op = keys
+    mu, sel, logit_p = mu_k[subpolicy], sel_k[subpolicy], logit_k[subpolicy]   # (B, N)
     # Relaxed Bernoulli (binary Concrete): sigmoid((logit p + logistic) / T_b).
     noise = jax.random.logistic(key_gate, (batch, num_ops), jnp.float32)
     gate = jax.nn.sigmoid((logit_p + noise) / params.bernoulli_temperature)
@@ -327,13 +325,17 @@ def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
     for n, name in enumerate(params.ops):
       out = _call_op(name, x, mag[:, n], key_op)
       delta = delta + _bcast(coef[:, n], x) * (out - x)
-    x = x + delta
-  return x
+    return x + delta, None
+
+  stage_major = lambda a: jnp.swapaxes(a, 0, 1)        # (L, K, N) -> (K, L, N)
+  xs = (stage_major(values.magnitude), stage_major(values.selection),
+        stage_major(params.probability), stage_keys)
+  return jax.lax.scan(stage, images, xs)[0]
 
 
 def _perturb_hard(op_index: jax.Array, probability: jax.Array, magnitude: jax.Array,
                   images: jax.Array, key: jax.Array, *, candidates: tuple[str, ...],
-                  subpolicy: jax.Array | None) -> jax.Array:
+                  subpolicy: jax.Array) -> jax.Array:
   """Applies a discrete policy.
 
   Args:
@@ -343,31 +345,33 @@ def _perturb_hard(op_index: jax.Array, probability: jax.Array, magnitude: jax.Ar
     images: (B, H, W, C) float32 images.
     key: PRNG key; same draws whatever `candidates` is.
     candidates: op names that `op_index` indexes.
-    subpolicy: optional (B,) forced sub-policy indices.
+    subpolicy: (B,) int sub-policy index of each sample.
 
   Returns:
     The perturbed images.
   """
   batch = images.shape[0]
   num_stages = op_index.shape[1]
-  key_sub, stage_keys = _split_keys(key, num_stages)
-  if subpolicy is None:
-    subpolicy = sample_subpolicies(key_sub, batch, op_index.shape[0])
-  x = images
+  _, stage_keys = _split_keys(key, num_stages)
   rows = jnp.arange(batch)
-  for k in range(num_stages):
-    key_gate, key_sign, key_op = stage_keys[k]
-    chosen = op_index[subpolicy, k]                    # (B,)
-    applied = jax.random.uniform(key_gate, (batch,), jnp.float32) < probability[subpolicy, k]
+  symmetric = [ops_lib.get_op(name).symmetric for name in candidates]
+
+  def stage(x, xs):
+    index_k, prob_k, mag_k, keys = xs                  # (L,) each, (3,) keys
+    key_gate, key_sign, key_op = keys
+    chosen = index_k[subpolicy]                        # (B,)
+    applied = jax.random.uniform(key_gate, (batch,), jnp.float32) < prob_k[subpolicy]
     sign = jax.random.rademacher(key_sign, (batch,), jnp.float32)
-    mu = magnitude[subpolicy, k]
-    outs = []
-    for name in candidates:
-      mag = sign * mu if ops_lib.get_op(name).symmetric else mu
-      outs.append(_call_op(name, x, mag, key_op))
-    picked = jnp.stack(outs)[chosen, rows] if len(outs) > 1 else outs[0]
-    x = jnp.where(_bcast(applied, x), picked, x)
-  return x
+    mu = mag_k[subpolicy]
+    outs = [_call_op(name, x, sign * mu if sym else mu, key_op)
+            for name, sym in zip(candidates, symmetric)]
+    # x itself is a pseudo-candidate so the selection below never degenerates
+    # to a single branch, which XLA would compile differently (1-ulp changes).
+    picked = jnp.stack([x] + outs)[chosen + 1, rows]
+    return jnp.where(_bcast(applied, x), picked, x), None
+
+  xs = (op_index.T, probability.T, magnitude.T, stage_keys)
+  return jax.lax.scan(stage, images, xs)[0]
 
 
 def _hard_tables(params: PolicyParams) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -591,8 +595,17 @@ def _resolve_mode(params: Any, mode: str | None) -> str:
   return mode or "soft"
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _draw(key: jax.Array, batch: int, num_subpolicies: int) -> jax.Array:
+  return sample_subpolicies(_split_keys(key, 1)[0], batch, num_subpolicies)
+
+
 def _apply(params: Any, images: jax.Array, key: jax.Array, mode: str,
            subpolicy: jax.Array | None) -> jax.Array:
+  # The draw is passed into the jitted cores as data, so save_grid's forced
+  # sub-policies reuse the same compiled function.
+  if subpolicy is None:
+    subpolicy = _draw(key, images.shape[0], params.num_subpolicies)
   if isinstance(params, Policy):
     candidates, index, prob, mag = params._tables()
     return _perturb_policy(index, prob, mag, images, key, subpolicy, candidates=candidates)

@@ -1,0 +1,369 @@
+"""Tests for eriep_jax.policy: the EPM of Section 3.2, Eq. (1).
+
+Shapes are shared between tests (L=3, K=2, the four ops of `SMALL_OPS`,
+8 images of 8x8x3) so that the jitted perturb compiles once per mode and is
+reused; only two tests use all 17 ops.
+"""
+
+import importlib.util
+import json
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+import eriep_jax
+from eriep_jax import ops
+from eriep_jax import policy as P
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMALL_OPS = ("rotate", "solarize", "flip", "cutout")
+L, K, B = 3, 2, 8
+
+
+def _default_config():
+  spec = importlib.util.spec_from_file_location("_default_cfg", REPO / "configs" / "default.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _images(b=B, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (b, 8, 8, 3), minval=0.1, maxval=0.9)
+
+
+def _small(**kw):
+  return P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=L, ops=SMALL_OPS, **kw))
+
+
+def _used_subpolicies(key, batch, num_subpolicies, num_stages):
+  # perturb draws the sub-policies from the first half of split(key).
+  key_sub, _ = P._split_keys(key, num_stages)
+  return np.asarray(P.sample_subpolicies(key_sub, batch, num_subpolicies))
+
+
+_jit_op = {name: jax.jit(ops.get_op(name).fn) for name in SMALL_OPS}
+
+
+def test_public_names_resolve():
+  for name in ("PolicyConfig", "PolicyParams", "Policy", "init_policy", "perturb",
+               "discretize", "save_grid"):
+    assert getattr(eriep_jax, name) is getattr(P, name)
+
+
+def test_config_from_default_py_and_init_values():
+  cfg = _default_config()
+  from_policy = P.PolicyConfig.from_config(cfg.policy)   # extra fields are ignored
+  assert from_policy == P.PolicyConfig()
+  assert P.PolicyConfig.from_config(cfg) == from_policy  # a whole experiment config
+  assert from_policy.ops == tuple(ops.OPS) and len(from_policy.ops) == 17
+  params = P.init_policy(jax.random.key(0), cfg.policy)
+  assert params.magnitude.shape == params.probability.shape == params.weight.shape == (10, 2, 17)
+  assert params.ops == tuple(ops.OPS)
+  assert (params.selection_temperature, params.bernoulli_temperature) == (0.05, 0.1)
+  # Only M, P, W are leaves: what jax.grad / optax see.
+  assert len(jax.tree.leaves(params)) == 3
+  values = P.constrain(params)
+  np.testing.assert_array_equal(values.magnitude, 0.5)
+  np.testing.assert_array_equal(values.probability, 0.5)
+  np.testing.assert_allclose(values.selection, 1 / 17, rtol=1e-6)
+  odd = P.init_policy(jax.random.key(0), {"num_subpolicies": 2, "num_stages": 3, "ops": ["flip"],
+                                          "init_probability": 0.2, "init_magnitude": 0.9,
+                                          "learning_rate": 1.0})
+  assert odd.weight.shape == (2, 3, 1)
+  np.testing.assert_allclose(P.constrain(odd).probability, 0.2, rtol=1e-6)
+  np.testing.assert_allclose(P.constrain(odd).magnitude, 0.9, rtol=1e-6)
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("num_subpolicies", 0, ValueError),
+    ("num_stages", 0, ValueError),
+    ("num_stages", 1.5, TypeError),
+    ("ops", (), ValueError),
+    ("ops", ("rotate", "blur"), ValueError),
+    ("ops", ("rotate", "rotate"), ValueError),
+    ("ops", "rotate", TypeError),
+    ("selection_temperature", 0.0, ValueError),
+    ("bernoulli_temperature", -0.1, ValueError),
+    ("init_probability", 1.5, ValueError),
+    ("init_magnitude", -0.1, ValueError),
+])
+def test_config_validation_names_the_field(field, value, error):
+  with pytest.raises(error, match=field):
+    P.PolicyConfig(**{field: value})
+  with pytest.raises(error, match=field):
+    P.init_policy(jax.random.key(0), {field: value})
+
+
+def test_init_policy_rejects_bad_key_and_config():
+  with pytest.raises(TypeError, match="key"):
+    P.init_policy(0, P.PolicyConfig())
+  with pytest.raises(TypeError, match="config"):
+    P.init_policy(jax.random.key(0), [("num_stages", 2)])
+
+
+def test_subpolicy_draw_is_uniform_over_a_large_batch():
+  num = 10
+  draws = np.asarray(P.sample_subpolicies(jax.random.key(7), 20_000, num))
+  counts = np.bincount(draws, minlength=num)
+  assert counts.size == num and draws.min() == 0 and draws.max() == num - 1
+  expected = draws.size / num
+  chi2 = float(((counts - expected) ** 2 / expected).sum())
+  # Critical value of chi-square with 9 degrees of freedom at alpha = 0.001.
+  assert chi2 < 27.877, (chi2, counts)
+  np.testing.assert_array_equal(P.sample_subpolicies(jax.random.key(7), 64, 1), 0)
+
+
+def test_each_sample_draws_its_own_subpolicy():
+  # Sub-policy 1 does nothing (p = 0); 0 and 2 flip with p = 1: which samples
+  # changed must match the per-sample draw.
+  params = _small()
+  flip = SMALL_OPS.index("flip")
+  weight = np.zeros((L, K, len(SMALL_OPS)), np.float32)
+  weight[:, :, flip] = 10.0
+  prob = np.full((L, K, len(SMALL_OPS)), -np.inf, np.float32)
+  prob[[0, 2], 0, :] = np.inf
+  params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob))
+  x, key = _images(), jax.random.key(11)
+  used = _used_subpolicies(key, B, L, K)
+  assert len(set(used)) > 1
+  flipped = np.asarray(x[:, :, ::-1])
+  for mode in ("soft", "hard"):
+    y = np.asarray(P.perturb(params, x, key, mode=mode))
+    for i in range(B):
+      np.testing.assert_allclose(y[i], np.asarray(x[i]) if used[i] == 1 else flipped[i],
+                                 atol=1e-6, err_msg=f"{mode} sample {i}")
+
+
+def test_zero_probability_returns_input_unchanged():
+  params = _small(init_probability=0.0)
+  x, key = _images(), jax.random.key(3)
+  for mode in ("soft", "hard"):
+    np.testing.assert_array_equal(P.perturb(params, x, key, mode=mode), x)
+  np.testing.assert_array_equal(P.perturb(P.discretize(params), x, key), x)
+  # p = 0 is an infinite logit, and its gradients stay finite.
+  grads = jax.grad(lambda p: jnp.sum(P.perturb(p, x[:2], key) ** 2))(params)
+  for leaf in jax.tree.leaves(grads):
+    assert np.isfinite(leaf).all()
+
+
+@pytest.mark.parametrize("name,magnitude", [("rotate", 0.7), ("solarize", 0.3), ("flip", 0.5)])
+def test_probability_one_single_op_equals_the_op(name, magnitude):
+  params = _small()
+  idx = SMALL_OPS.index(name)
+  n = len(SMALL_OPS)
+  weight = np.zeros((L, K, n), np.float32)
+  weight[:, :, idx] = 10.0          # softmax(W / 0.05) is exactly one-hot in float32
+  prob = np.full((L, K, n), np.inf, np.float32)
+  prob[:, 1, :] = -np.inf           # stage 2 never applies
+  params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob),
+                          magnitude=jnp.full((L, K, n), math.log(magnitude / (1 - magnitude)),
+                                             jnp.float32))
+  mu = P.constrain(params).magnitude[0, 0, idx]
+  np.testing.assert_allclose(mu, magnitude, rtol=1e-6)
+  x, key = _images(), jax.random.key(5)
+  spec = ops.get_op(name)
+  plus = np.asarray(_jit_op[name](x, mu))
+  minus = np.asarray(_jit_op[name](x, -mu)) if spec.symmetric else plus
+  for mode in ("soft", "hard"):
+    y = np.asarray(P.perturb(params, x, key, mode=mode))
+    signs = []
+    for i in range(B):
+      # Each sample gets the op with one fixed sign (symmetric ops only).
+      if np.allclose(y[i], plus[i], atol=1e-5):
+        signs.append(1)
+      else:
+        np.testing.assert_allclose(y[i], minus[i], atol=1e-5, err_msg=f"{mode} sample {i}")
+        signs.append(-1)
+    if spec.symmetric:
+      assert set(signs) == {1, -1}, signs
+  if not spec.symmetric:
+    np.testing.assert_array_equal(P.perturb(params, x, key, mode="hard"), plus)
+
+
+def test_stages_compose_in_order():
+  # Stage 1 solarize (m = 0.5), then stage 2 flip, both with p = 1.
+  n = len(SMALL_OPS)
+  weight = np.zeros((L, K, n), np.float32)
+  weight[:, 0, SMALL_OPS.index("solarize")] = 10.0
+  weight[:, 1, SMALL_OPS.index("flip")] = 10.0
+  params = _small(init_probability=1.0).replace(weight=jnp.asarray(weight))
+  x = _images()
+  expected = _jit_op["flip"](_jit_op["solarize"](x, 0.5), 0.0)
+  np.testing.assert_array_equal(P.perturb(params, x, jax.random.key(1), mode="hard"), expected)
+  np.testing.assert_allclose(P.perturb(params, x, jax.random.key(1)), expected, atol=1e-6)
+
+
+def test_same_key_same_output_different_key_different_output():
+  params = _small()
+  x = _images()
+  for mode in ("soft", "hard"):
+    a = P.perturb(params, x, jax.random.key(1), mode=mode)
+    np.testing.assert_array_equal(a, P.perturb(params, x, jax.random.key(1), mode=mode))
+    assert not np.array_equal(a, P.perturb(params, x, jax.random.key(2), mode=mode))
+  # jit of the public function gives the same values as the eager call.
+  jitted = jax.jit(P.perturb, static_argnames="mode")
+  np.testing.assert_array_equal(jitted(params, x, jax.random.key(1)),
+                                P.perturb(params, x, jax.random.key(1)))
+  # A Policy is a static pytree (no leaves): it goes through jax.jit as an argument.
+  policy = P.discretize(params)
+  assert jax.tree.leaves(policy) == []
+  np.testing.assert_array_equal(jax.jit(P.perturb)(policy, x, jax.random.key(1)),
+                                P.perturb(params, x, jax.random.key(1), mode="hard"))
+
+
+def test_soft_gradients_all_ops_are_finite_and_reach_used_entries():
+  num_sub, batch = 2, 16
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=num_sub))
+  # Nearly uniform selection, so that no softmax weight underflows at T = 0.05.
+  params = params.replace(
+      weight=0.01 * jax.random.normal(jax.random.key(1), params.weight.shape))
+  x = jax.random.uniform(jax.random.key(2), (batch, 8, 8, 3), minval=0.2, maxval=0.8)
+  target = jax.random.uniform(jax.random.key(3), x.shape)
+  key = jax.random.key(4)
+
+  def loss(p):
+    return jnp.mean((P.perturb(p, x, key) - target) ** 2)
+
+  grads = jax.jit(jax.grad(loss))(params)
+  used = np.zeros(num_sub, bool)
+  used[_used_subpolicies(key, batch, num_sub, 2)] = True
+  assert used.all()
+  has_magnitude = np.array([ops.get_op(n).magnitude_type != "none" for n in params.ops])
+  for field in ("magnitude", "probability", "weight"):
+    g = np.asarray(getattr(grads, field))
+    assert g.shape == (num_sub, 2, 17)
+    assert np.isfinite(g).all(), field
+  assert (np.asarray(grads.weight) != 0).all()
+  assert (np.asarray(grads.probability) != 0).all()
+  g_mag = np.asarray(grads.magnitude)
+  assert (g_mag[..., has_magnitude] != 0).all()
+  # Ops without a magnitude (flip, invert, ...) get exactly no magnitude gradient.
+  np.testing.assert_array_equal(g_mag[..., ~has_magnitude], 0.0)
+
+
+def test_unused_subpolicy_gets_zero_gradient():
+  params = _small()
+  x, key = _images(2), jax.random.key(9)
+  used = set(_used_subpolicies(key, 2, L, K))
+  assert len(used) < L
+  grads = jax.grad(lambda p: jnp.sum(P.perturb(p, x, key) ** 2))(params)
+  for field in ("magnitude", "probability", "weight"):
+    g = np.asarray(getattr(grads, field))
+    for l in range(L):
+      if l not in used:
+        np.testing.assert_array_equal(g[l], 0.0, err_msg=field)
+      else:
+        assert (g[l] != 0).any(), field
+
+
+def test_hard_mode_equals_discretized_policy_all_ops():
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=4))
+  ks = jax.random.split(jax.random.key(1), 3)
+  params = params.replace(weight=jax.random.normal(ks[0], params.weight.shape),
+                          probability=jax.random.normal(ks[1], params.weight.shape) + 1.0,
+                          magnitude=jax.random.normal(ks[2], params.weight.shape))
+  policy = P.discretize(params)
+  assert (policy.num_subpolicies, policy.num_stages) == (4, 2)
+  values = P.constrain(params)
+  top = np.argmax(np.asarray(params.weight), axis=-1)
+  for l in range(4):
+    for k in range(2):
+      op, p, m = policy[l][k]
+      assert op == params.ops[top[l, k]]
+      np.testing.assert_allclose(p, values.probability[l, k, top[l, k]], rtol=1e-6)
+      np.testing.assert_allclose(m, values.magnitude[l, k, top[l, k]], rtol=1e-6)
+  x = _images(16)
+  for seed in (3, 4):
+    key = jax.random.key(seed)
+    hard = P.perturb(params, x, key, mode="hard")
+    assert not np.array_equal(hard, x)
+    np.testing.assert_array_equal(P.perturb(policy, x, key), hard)
+    np.testing.assert_array_equal(P.perturb(policy, x, key, mode="hard"), hard)
+    restored = P.Policy.from_json(policy.to_json())
+    assert restored == policy
+    np.testing.assert_array_equal(P.perturb(restored, x, key), hard)
+
+
+def test_perturb_validation():
+  params, x, key = _small(), _images(), jax.random.key(0)
+  with pytest.raises(ValueError, match="images"):
+    P.perturb(params, x[0], key)
+  with pytest.raises(TypeError, match="images"):
+    P.perturb(params, (x * 255).astype(jnp.uint8), key)
+  with pytest.raises(ValueError, match="images"):
+    P.perturb(params, jnp.zeros((2, 8, 8, 2)), key)
+  with pytest.raises(ValueError, match="mode"):
+    P.perturb(params, x, key, mode="sharp")
+  with pytest.raises(ValueError, match="mode"):
+    P.perturb(P.discretize(params), x, key, mode="soft")
+  with pytest.raises(TypeError, match="params"):
+    P.perturb({"weight": params.weight}, x, key)
+  with pytest.raises(TypeError, match="key"):
+    P.perturb(params, x, 0)
+  with pytest.raises(ValueError, match="magnitude"):
+    P.perturb(params.replace(magnitude=params.magnitude[:, :, :2]), x, key)
+
+
+def test_policy_json_summary_and_errors():
+  policy = P.Policy([[("rotate", 0.25, 0.5), ("invert", 1.0, 0.0)],
+                     [{"op": "cutout", "probability": 0.0, "magnitude": 1.0},
+                      ("solarize", 0.5, 0.125)]])
+  assert policy.num_subpolicies == 2 and policy.num_stages == 2
+  assert policy[0][0] == ("rotate", 0.25, 0.5) and policy[0][0].op == "rotate"
+  data = json.loads(policy.to_json())
+  assert data["subpolicies"][1][1] == {"op": "solarize", "probability": 0.5, "magnitude": 0.125}
+  assert P.Policy.from_json(policy.to_json()) == policy
+  assert hash(P.Policy.from_json(policy.to_json(indent=None))) == hash(policy)
+  lines = policy.summary().splitlines()
+  assert len(lines) == 2 + 4
+  assert lines[2].split() == ["1", "1", "rotate", "affine", "0.250", "+/-0.500"]
+  assert lines[3].split() == ["1", "2", "invert", "color", "1.000", "-"]
+  assert str(policy) == policy.summary()
+  with pytest.raises(ValueError, match="op"):
+    P.Policy([[("blur", 0.5, 0.5)]])
+  with pytest.raises(ValueError, match="probability"):
+    P.Policy([[("rotate", 1.5, 0.5)]])
+  with pytest.raises(ValueError, match="stages"):
+    P.Policy([[("rotate", 0.5, 0.5)], [("rotate", 0.5, 0.5), ("flip", 0.5, 0.5)]])
+  with pytest.raises(ValueError, match="JSON"):
+    P.Policy.from_json("{not json")
+  with pytest.raises(ValueError, match="subpolicies"):
+    P.Policy.from_json("{}")
+
+
+def test_pmap_soft_step_matches_single_device():
+  n_dev = jax.local_device_count()
+  assert n_dev == 2
+  params = _small()
+  x = jnp.stack([_images(seed=s) for s in range(n_dev)])       # (2, 8, 8, 8, 3)
+  keys = jax.random.split(jax.random.key(0), n_dev)
+
+  def step(p, xb, kb):
+    y, vjp = jax.vjp(lambda q: P.perturb(q, xb, kb), p)
+    grads = vjp(jnp.ones_like(y))[0]
+    return y, jax.lax.pmean(grads, axis_name="batch")
+
+  y, grads = jax.pmap(step, axis_name="batch", in_axes=(None, 0, 0))(params, x, keys)
+  for d in range(n_dev):
+    np.testing.assert_allclose(y[d], P.perturb(params, x[d], keys[d]), atol=1e-6)
+  for leaf in jax.tree.leaves(grads):
+    assert np.isfinite(leaf).all()
+    np.testing.assert_array_equal(leaf[0], leaf[1])
+
+
+def test_save_grid_writes_png(tmp_path):
+  params, x = _small(), _images()
+  for i, what in enumerate((params, P.discretize(params))):
+    path = tmp_path / f"grid{i}.png"
+    assert P.save_grid(what, x, str(path), jax.random.key(0), dpi=50) == str(path)
+    img = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    # Figure of 1.1 in per image and 1.3 in per row (original + L sub-policies).
+    assert img.shape == (round(1.3 * (L + 1) * 50), round(1.1 * B * 50), 3)
+    assert img.std() > 10.0
+  with pytest.raises(ValueError, match="max_images"):
+    P.save_grid(params, x, str(tmp_path / "bad.png"), jax.random.key(0), max_images=0)
