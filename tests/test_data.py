@@ -204,6 +204,26 @@ def test_folder_labels_values_and_corrupt_file(image_folder):
     np.testing.assert_allclose(img.max((1, 2, 3)), 220 / 255, atol=4 / 255)
 
 
+def test_folder_resize_imagenet_style_and_tf_without_gpu(image_folder):
+  root, _ = image_folder
+  c = _config(source="folder", root=str(root), skip_corrupt=True, image_size=16)
+  c.batch_size = 4
+  c.eval_batch_size = 8
+  assert data.get_dataset_info(c).image_shape == (16, 16, 3)
+  b = _host(data.train_iterator(c), 1)[0]
+  assert b["image"].shape == (2, 2, 16, 16, 3)
+  # A solid-colour image stays that colour through the resize.
+  np.testing.assert_allclose(_flat(b, "image").max((1, 2, 3)), 220 / 255, atol=4 / 255)
+  c.data.train_augment = "imagenet"   # random-resized crop, eval: centre crop
+  assert data.get_dataset_info(c).image_shape == (16, 16, 3)
+  b = _host(data.train_iterator(c), 1)[0]
+  e = _host(data.eval_iterator(c, "test"), 1)[0]
+  assert b["image"].shape == (2, 2, 16, 16, 3) and e["image"].shape == (2, 4, 16, 16, 3)
+  np.testing.assert_array_equal(_flat(b, "image").mean((1, 2)).argmax(-1), _flat(b, "label"))
+  # TensorFlow sees no GPU, so it never takes accelerator memory.
+  assert tf.config.get_visible_devices("GPU") == []
+
+
 def test_folder_skip_corrupt_logs(image_folder, caplog):
   root, _ = image_folder
   folder_lib.list_split.cache_clear()
@@ -316,6 +336,21 @@ def test_preprocess_crop_flip_center_crop_and_resized_crop():
                                     augment="imagenet", image_size=None)
   assert out.shape == (224, 224, 3) and out.dtype == tf.float32
   assert 0 <= out.numpy().min() and out.numpy().max() <= 1
+  # Decoding only the JPEG window gives the crop of the fully decoded image
+  # (same seed -> same window); for PNG it is the same code path, exactly.
+  rng = np.random.default_rng(0)
+  pic = Image.fromarray(rng.integers(0, 256, (24, 32, 3), np.uint8)).resize((500, 375))
+  for fmt in ("JPEG", "PNG"):
+    buf = io.BytesIO()
+    pic.save(buf, format=fmt)
+    encoded = tf.constant(buf.getvalue())
+    for s in range(3):
+      seed = tf.constant([s, 1], tf.int64)
+      fast = preprocess.decode_random_resized_crop(encoded, seed, channels=3).numpy()
+      full = preprocess.random_resized_crop(tf.io.decode_image(encoded, channels=3),
+                                            seed).numpy()
+      assert fast.shape == (224, 224, 3)
+      assert np.abs(fast - full).mean() < (0.5 / 255 if fmt == "JPEG" else 1e-7)
 
 
 # ----------------------------------------------------------------------------

@@ -239,9 +239,13 @@ def _indexed_train_epoch(source, split, base_idx, *, seed, epoch, skip, spe,
   base = _epoch_seed(seed, epoch)
 
   def load(i, pos):
-    image = split.load(i)
-    image = preprocess.train_preprocess(image, _example_seed(base, pos),
-                                        augment=augment, image_size=image_size)
+    seed = _example_seed(base, pos)
+    if augment == "imagenet" and split.read is not None:   # decode the window only
+      image = preprocess.decode_random_resized_crop(
+          split.read(i), seed, channels=source.channels, size=shape[0])
+    else:
+      image = preprocess.train_preprocess(split.load(i), seed, augment=augment,
+                                          image_size=image_size)
     return {"image": tf.ensure_shape(image, shape), "label": tf.gather(labels, i)}
 
   ds = tf.data.Dataset.from_tensor_slices((order, position))
@@ -259,10 +263,14 @@ def _tfds_train_epoch(source, split_ds, n_local, *, seed, epoch, skip, spe,
   ds = ds.take(spe * local).enumerate().skip(skip * local)
 
   def load(pos, example):
-    image, label = example
-    image = preprocess.train_preprocess(source.decode(image),
-                                        _example_seed(base, pos),
-                                        augment=augment, image_size=image_size)
+    encoded, label = example
+    seed = _example_seed(base, pos)
+    if augment == "imagenet":   # decode the window only
+      image = preprocess.decode_random_resized_crop(
+          encoded, seed, channels=source.channels, size=shape[0])
+    else:
+      image = preprocess.train_preprocess(source.decode(encoded), seed,
+                                          augment=augment, image_size=image_size)
     return {"image": tf.ensure_shape(image, shape), "label": label}
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)

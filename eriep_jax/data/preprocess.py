@@ -59,6 +59,15 @@ def crop_flip(image: tf.Tensor, seed: tf.Tensor, *,
   return tf.image.stateless_random_flip_left_right(cropped, seed=seeds[1])
 
 
+def _sample_window(shape: tf.Tensor, seed: tf.Tensor) -> tuple:
+  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, tf.zeros([0, 0, 4], tf.float32), seed=seed,
+      min_object_covered=0.0, aspect_ratio_range=IMAGENET_ASPECT,
+      area_range=IMAGENET_AREA, max_attempts=IMAGENET_ATTEMPTS,
+      use_image_if_no_bounding_boxes=True)
+  return begin[:2], box_size[:2]
+
+
 def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, *,
                         size: int = IMAGENET_SIZE) -> tf.Tensor:
   """Random-resized crop to size x size and a random horizontal flip.
@@ -68,13 +77,35 @@ def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, *,
   attempts, the whole image when all fail), resizes it bilinearly.
   """
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image), tf.zeros([0, 0, 4], tf.float32), seed=seeds[0],
-      min_object_covered=0.0, aspect_ratio_range=IMAGENET_ASPECT,
-      area_range=IMAGENET_AREA, max_attempts=IMAGENET_ATTEMPTS,
-      use_image_if_no_bounding_boxes=True)
-  crop = tf.slice(image, begin, box_size)
-  out = resize(crop, size)
+  begin, box = _sample_window(tf.shape(image), seeds[0])
+  crop = tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([box, [-1]], 0))
+  out = resize(to_float(crop), size)
+  return tf.image.stateless_random_flip_left_right(out, seed=seeds[1])
+
+
+def decode_random_resized_crop(encoded: tf.Tensor, seed: tf.Tensor, *,
+                               channels: int, size: int = IMAGENET_SIZE) -> tf.Tensor:
+  """`random_resized_crop` of an encoded image, decoding only the window of a JPEG.
+
+  For JPEG bytes the window is sampled from the header's shape and only it is
+  decoded (tf.image.decode_and_crop_jpeg), as in the Flax ImageNet example;
+  other formats are decoded whole. Same seed, same window as
+  `random_resized_crop` of the decoded image.
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+
+  def jpeg():
+    begin, box = _sample_window(tf.image.extract_jpeg_shape(encoded), seeds[0])
+    return tf.image.decode_and_crop_jpeg(encoded, tf.concat([begin, box], 0),
+                                         channels=channels)
+
+  def other():
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    begin, box = _sample_window(tf.shape(image), seeds[0])
+    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([box, [-1]], 0))
+
+  crop = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  out = resize(to_float(crop), size)
   return tf.image.stateless_random_flip_left_right(out, seed=seeds[1])
 
 

@@ -65,11 +65,13 @@ class IndexedSplit(NamedTuple):
     labels: (N,) int32 labels.
     load: tf function index -> image (uint8 or float32 [0, 1], (H, W, C)).
     paths: (N,) file paths for folder sources (to name a corrupt file), else None.
+    read: tf function index -> encoded image bytes (folder sources), else None.
   """
   num_examples: int
   labels: np.ndarray
   load: Callable[[tf.Tensor], tf.Tensor]
   paths: np.ndarray | None
+  read: Callable[[tf.Tensor], tf.Tensor] | None = None
 
 
 class IndexedSource:
@@ -121,7 +123,7 @@ def _folder_source(root: str, archive: str | None, skip_corrupt: bool) -> Indexe
     return IndexedSplit(
         len(listing.labels), listing.labels,
         lambda i: folder_lib.decode_file(tf.gather(table, i), channels),
-        listing.paths)
+        listing.paths, lambda i: tf.io.read_file(tf.gather(table, i)))
 
   train = folder_lib.list_split(str(path), "train", skip_corrupt=skip_corrupt,
                                 channels=channels)
