@@ -120,7 +120,7 @@ def _eval_split_name(source, split: str) -> str:
 
 
 def _num_train(config, source, num_examples: int | None) -> int:
-  total = source.num_examples(_train_split(source))
+  total = source.num_examples("train")
   n = num_examples if num_examples is not None else config.data.get("num_train_examples")
   if n is None:
     return total
@@ -128,10 +128,6 @@ def _num_train(config, source, num_examples: int | None) -> int:
     raise ValueError(f"num_examples {n!r} is out of range; use 1..{total} (the "
                      "training split's size) or None for all")
   return int(n)
-
-
-def _train_split(source) -> str:
-  return "train"
 
 
 def get_dataset_info(config) -> DatasetInfo:
