@@ -55,27 +55,28 @@ def affine_transform(images: jax.typing.ArrayLike, matrix: jax.typing.ArrayLike,
   xin = m[:, 0] * xo[None, None, :] + m[:, 1] * yo[None, :, None] + m[:, 2]
   yin = m[:, 3] * xo[None, None, :] + m[:, 4] * yo[None, :, None] + m[:, 5]
   valid = (xin >= 0.0) & (xin < w) & (yin >= 0.0) & (yin < h)   # (B, H, W)
-  xs = xin - 0.5
-  ys = yin - 0.5
+  # Clamping the pixel-centre coordinate to [0, W - 1] is Pillow's border
+  # replication: a point left of the first centre takes the first pixel.
+  xs = jnp.clip(xin - 0.5, 0.0, w - 1.0)
+  ys = jnp.clip(yin - 0.5, 0.0, h - 1.0)
   x0f = jax.lax.stop_gradient(jnp.floor(xs))
   y0f = jax.lax.stop_gradient(jnp.floor(ys))
   dx = (xs - x0f)[..., None]
   dy = (ys - y0f)[..., None]
-  x0 = x0f.astype(jnp.int32)
-  y0 = y0f.astype(jnp.int32)
-  x0c = jnp.clip(x0, 0, w - 1)
-  x1c = jnp.clip(x0 + 1, 0, w - 1)
-  y0c = jnp.clip(y0, 0, h - 1)
-  y1c = jnp.clip(y0 + 1, 0, h - 1)
-  flat = images.reshape(b, h * w, c)
-  take = jax.vmap(lambda im, idx: im[idx])
-
-  def pixel(yi, xi):
-    return take(flat, (yi * w + xi).reshape(b, h * w)).reshape(b, h, w, c)
-
-  top = pixel(y0c, x0c) * (1.0 - dx) + pixel(y0c, x1c) * dx
-  bottom = pixel(y1c, x0c) * (1.0 - dx) + pixel(y1c, x1c) * dx
-  out = top * (1.0 - dy) + bottom * dy
+  # One gather per output pixel: each input pixel carries its 2x2
+  # neighbourhood (right and lower neighbours edge-replicated), so the
+  # backward pass is a single scatter-add instead of four.
+  padded = jnp.pad(images, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="edge")
+  quad = jnp.concatenate([padded[:, :h, :w], padded[:, :h, 1:],
+                          padded[:, 1:, :w], padded[:, 1:, 1:]], axis=-1)
+  index = (y0f.astype(jnp.int32) * w + x0f.astype(jnp.int32)
+           + (jnp.arange(b, dtype=jnp.int32) * (h * w))[:, None, None])
+  corners = quad.reshape(b * h * w, 4 * c).at[index.reshape(-1)].get(
+      mode="promise_in_bounds")
+  corners = corners.reshape(b, h, w, 4, c)
+  weights = jnp.concatenate([(1.0 - dx) * (1.0 - dy), dx * (1.0 - dy),
+                             (1.0 - dx) * dy, dx * dy], axis=-1)
+  out = jnp.sum(corners * weights[..., None], axis=-2)
   return jnp.where(valid[..., None], out, jnp.asarray(fill, images.dtype))
 
 
