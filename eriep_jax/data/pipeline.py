@@ -299,6 +299,8 @@ def train_iterator(config, *, start_step: int = 0, seed: int | None = None,
   if not isinstance(start_step, (int, np.integer)) or start_step < 0:
     raise ValueError(f"start_step must be a non-negative integer; got {start_step!r}")
   seed = config.seed if seed is None else seed
+  if not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
   data = config.data
   augment = _train_augment(data)
   image_size = _image_size(data)
