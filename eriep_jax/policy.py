@@ -548,9 +548,13 @@ def discretize(params: PolicyParams) -> Policy:
     `perturb(params, x, key, mode='hard')`.
 
   Raises:
-    TypeError: if `params` is not a PolicyParams.
+    TypeError: if `params` is not a PolicyParams, or is traced (inside jit).
   """
   _check_params(params)
+  if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
+    raise TypeError("discretize got traced params (inside jax.jit/pmap/grad); call it on "
+                    "concrete params outside the transformation, or use perturb(..., "
+                    "mode='hard') inside it.")
   index, prob, mag = jax.device_get(jax.jit(_hard_tables)(params))
   subs = tuple(
       tuple(Operation(params.ops[int(index[l, k])], float(prob[l, k]), float(mag[l, k]))

@@ -307,6 +307,8 @@ def test_perturb_validation():
     P.perturb(params, x, 0)
   with pytest.raises(ValueError, match="magnitude"):
     P.perturb(params.replace(magnitude=params.magnitude[:, :, :2]), x, key)
+  with pytest.raises(TypeError, match="traced"):
+    jax.jit(P.discretize)(params)
 
 
 def test_policy_json_summary_and_errors():
