@@ -28,6 +28,9 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")   # keep TensorFlow (tf.data) off the accelerators
   logging.set_verbosity(logging.INFO)
+  # Keep the console to our metrics and progress: orbax logs every save at INFO.
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
   config = FLAGS.config
   if FLAGS.mode == "search":
     from eriep_jax.train import search  # pylint: disable=g-import-not-at-top

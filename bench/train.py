@@ -1,0 +1,94 @@
+r"""Benchmark: ERIEP vs standard train-step time, and end-to-end training images/s.
+
+  python -m bench.train                       # cnn8, width 0.25, batch 128, CPU
+  python -m bench.train --steps=20 --width=0.25 --batch_size=128
+
+Prints (1) the per-step wall time of the jitted stage-2 step for `standard` and
+`eriep` (frozen reference, the real soft EPM), measured in one process on the
+same data after a warm-up, and their ratio (target <= 1.8x; the floor is about
+1.67x: N's forward and backward, R's forward and its backward to the input,
+plus the EPM); (2) end-to-end `eriep` training images/s through the library's
+loop (tf.data demo pipeline, pmap step, logging), excluding compilation.
+"""
+
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_integer("steps", 10, "timed steps per method")
+flags.DEFINE_float("width", 0.25, "cnn8 channel multiplier")
+flags.DEFINE_integer("batch_size", 128, "batch size")
+flags.DEFINE_integer("e2e_steps", 30, "steps of the end-to-end run (after 5 warm-up steps)")
+FLAGS = flags.FLAGS
+
+
+def _step_time(method: str, batch, *, width: float, steps: int) -> float:
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import loop, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  c = default.get_config()
+  c.method = method
+  c.model.width = width
+  model = loop.build_model(c, 10)
+  tx, ptx = state_lib.make_optimizer(c, 1000), state_lib.make_policy_optimizer(c)
+  st = state_lib.create_train_state(model, policy.init_policy(jax.random.key(0), c.policy),
+                                    jax.random.PRNGKey(0), image_shape=batch["image"].shape[1:],
+                                    tx=tx, policy_tx=ptx)
+  fn = jax.jit(step_lib.make_train_step(c, model=model, tx=tx, policy_tx=ptx,
+                                        learning_rate_fn=state_lib.learning_rate_schedule(c, 1000),
+                                        axis_name=None), donate_argnums=(0,))
+  for i in range(2):   # compile + warm-up
+    st, m = fn(st, batch, jax.random.PRNGKey(i))
+  jax.block_until_ready((st, m))
+  times = []
+  for i in range(steps):
+    t = time.perf_counter()
+    st, m = fn(st, batch, jax.random.PRNGKey(100 + i))
+    jax.block_until_ready((st, m))
+    times.append(time.perf_counter() - t)
+  times.sort()
+  return times[len(times) // 2]   # median
+
+
+def _end_to_end(*, width: float, batch_size: int, steps: int) -> float:
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import loop  # pylint: disable=g-import-not-at-top
+  c = default.get_config()
+  c.data.source, c.data.name = "demo", "digits"
+  c.model.width = width
+  c.batch_size = batch_size
+  c.num_train_steps = steps + 5
+  c.log_every_steps = 5
+  c.checkpoint_every_steps = 10_000
+  c.progress = False
+  with tempfile.TemporaryDirectory() as wd:
+    out = loop.train(c, wd)
+  timed = [h for h in out.history if h["step"] > 5]   # skip the compile window
+  return sum(h["images_per_sec"] for h in timed) / len(timed)
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  batch = {"image": jax.numpy.asarray(rng.uniform(size=(FLAGS.batch_size, 32, 32, 3)),
+                                      jax.numpy.float32),
+           "label": jax.numpy.asarray(rng.integers(0, 10, FLAGS.batch_size), jax.numpy.int32)}
+  print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}")
+  t_std = _step_time("standard", batch, width=FLAGS.width, steps=FLAGS.steps)
+  t_eriep = _step_time("eriep", batch, width=FLAGS.width, steps=FLAGS.steps)
+  print(f"cnn8 width {FLAGS.width}, batch {FLAGS.batch_size}, median of {FLAGS.steps} steps:")
+  print(f"  standard step: {1e3 * t_std:8.1f} ms   ({FLAGS.batch_size / t_std:7.1f} images/s)")
+  print(f"  eriep step:    {1e3 * t_eriep:8.1f} ms   ({FLAGS.batch_size / t_eriep:7.1f} images/s)")
+  print(f"  eriep / standard step-time ratio: {t_eriep / t_std:.2f}x  (target <= 1.8x)")
+  ips = _end_to_end(width=FLAGS.width, batch_size=FLAGS.batch_size, steps=FLAGS.e2e_steps)
+  print(f"end-to-end eriep training (demo set, loop + tf.data + pmap): {ips:.1f} images/s")
+
+
+if __name__ == "__main__":
+  app.run(main)

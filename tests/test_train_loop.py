@@ -1,0 +1,120 @@
+"""Tests for the stage-2 loop: exact resume, refusing a foreign workdir, NaN stop."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from eriep_jax.train import checkpoint as ckpt_lib
+from eriep_jax.train import loop
+
+import configs.default as default_config
+
+K = 3   # the run is 2K steps; the interrupted one stops after K
+
+
+def _noise_perturb(params, images, key, *, mode):
+  """A cheap random stand-in for the EPM: depends on the key and the policy."""
+  del mode
+  s = jax.nn.sigmoid(jnp.mean(params.magnitude))
+  return jnp.clip(images + 0.1 * s * jax.random.normal(key, images.shape), 0.0, 1.0)
+
+
+def _config():
+  c = default_config.get_config()
+  c.data.source = "demo"
+  c.data.name = "digits"
+  c.data.num_train_examples = 96
+  c.data.shuffle_buffer = 96
+  c.model.width = 1 / 16
+  c.policy.num_subpolicies = 2
+  c.batch_size = 8
+  c.num_train_steps = 2 * K
+  c.sync_freq = 2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 100
+  c.progress = False
+  return c
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """Reuse compiled steps across the runs of this module (same HLO each run)."""
+  old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", old[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, compile_cache):
+  wd = str(tmp_path_factory.mktemp("straight"))
+  return wd, loop.train(_config(), wd, perturb_fn=_noise_perturb)
+
+
+def test_resume_equals_straight_run(straight, tmp_path):
+  _, full = straight
+  assert full.finished and full.step == 2 * K
+  wd = str(tmp_path / "resumed")
+  first = loop.train(_config(), wd, stop_after_steps=K, perturb_fn=_noise_perturb)
+  assert not first.finished and first.step == K
+  assert ckpt_lib.Checkpointer(os.path.join(wd, "checkpoints"), _config()).latest_step() == K
+  # Everything is created afresh from the workdir: state, data position, key.
+  second = loop.train(_config(), wd, perturb_fn=_noise_perturb)
+  assert second.finished and second.step == 2 * K
+  for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(second.state)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+  logged = [h["loss"] for h in first.history + second.history]
+  np.testing.assert_allclose(logged, [h["loss"] for h in full.history], rtol=1e-6)
+  assert [h["step"] for h in full.history] == list(range(1, 2 * K + 1))
+  # The logged ERIEP diagnostics are there and sane.
+  h = full.history[-1]
+  for k in ("l_n", "l_r", "gap", "frac_ln_gt_lr", "accuracy", "grad_norm", "policy_grad_norm",
+            "learning_rate", "steps_per_sec", "images_per_sec"):
+    assert np.isfinite(h[k]), k
+  assert 0.0 <= h["frac_ln_gt_lr"] <= 1.0
+  np.testing.assert_allclose(h["learning_rate"], 1e-3)
+
+
+def test_foreign_workdir_is_refused_and_untouched(straight):
+  wd, _ = straight
+  ckpt_dir = os.path.join(wd, "checkpoints")
+  before = sorted(os.listdir(ckpt_dir))
+  other = _config()
+  other.model.width = 1 / 8
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match="model.width"):
+    loop.train(other, wd, perturb_fn=_noise_perturb)
+  assert sorted(os.listdir(ckpt_dir)) == before
+  # Logging/eval fields may change on resume: a finished run just returns.
+  same = _config()
+  same.log_every_steps = 5
+  out = loop.train(same, wd, perturb_fn=_noise_perturb)
+  assert out.step == 2 * K and out.history == []
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, compile_cache):
+  from eriep_jax import policy
+  from eriep_jax.train import state as state_lib
+  wd = str(tmp_path / "nan")
+  c = _config()
+  c.checkpoint_every_steps = 1
+  c.num_train_steps = 20
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 1e35    # the weights overflow within a few steps
+  with pytest.raises(FloatingPointError, match="non-finite loss or gradient at step"):
+    loop.train(c, wd, perturb_fn=_noise_perturb)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(wd, "checkpoints"), c)
+  last = checkpointer.latest_step()
+  assert last is not None and last < 20
+  abstract = state_lib.create_train_state(
+      loop.build_model(c, 10), policy.init_policy(jax.random.key(0), c.policy),
+      jax.random.PRNGKey(0), image_shape=(32, 32, 3), tx=state_lib.make_optimizer(c, 20),
+      policy_tx=state_lib.make_policy_optimizer(c))
+  state, meta = checkpointer.restore(abstract)
+  checkpointer.close()
+  assert meta["step"] == last
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
