@@ -416,8 +416,9 @@ class Policy:
 
   This is the human-readable final policy "used in inference" (Section 3.2).
   `perturb(policy, images, key)` applies it exactly as hard mode applies the
-  `PolicyParams` it came from. It is hashable and registered as a pytree with
-  no leaves, so it passes through `jax.jit` as a static value.
+  `PolicyParams` it came from. It is hashable, and a pytree whose leaves are
+  the probabilities and magnitudes (op names are static), so it can be passed
+  to `jax.jit`/`jax.pmap` as an argument.
 
   Attributes:
     subpolicies: tuple of L tuples of K `Operation`s. Magnitudes are in
@@ -469,13 +470,14 @@ class Policy:
   def __getitem__(self, i: int) -> tuple[Operation, ...]:
     return self.subpolicies[i]
 
-  def _tables(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+  def _tables(self) -> tuple[tuple[str, ...], np.ndarray, jax.Array, jax.Array]:
     """(candidates, op_index, probability, magnitude) in the hard-mode layout."""
     candidates = tuple(sorted({op.op for sub in self.subpolicies for op in sub}))
     index = np.array([[candidates.index(op.op) for op in sub] for sub in self.subpolicies],
                      np.int32)
-    prob = np.array([[op.probability for op in sub] for sub in self.subpolicies], np.float32)
-    mag = np.array([[op.magnitude for op in sub] for sub in self.subpolicies], np.float32)
+    # jnp (not np): the values may be tracers when the Policy is a jit argument.
+    prob = jnp.asarray([[op.probability for op in sub] for sub in self.subpolicies], jnp.float32)
+    mag = jnp.asarray([[op.magnitude for op in sub] for sub in self.subpolicies], jnp.float32)
     return candidates, index, prob, mag
 
   def to_json(self, *, indent: int | None = 2) -> str:
@@ -532,7 +534,24 @@ class Policy:
     return self.summary()
 
 
-jax.tree_util.register_pytree_node(Policy, lambda p: ((), p), lambda aux, _: aux)
+def _flatten_policy(policy: Policy) -> tuple[list[Any], tuple[tuple[str, ...], ...]]:
+  leaves = [v for sub in policy.subpolicies for op in sub for v in op[1:]]
+  return leaves, tuple(tuple(op.op for op in sub) for sub in policy.subpolicies)
+
+
+def _unflatten_policy(names: tuple[tuple[str, ...], ...], leaves: Sequence[Any]) -> Policy:
+  # No validation: jax rebuilds pytrees with tracers or placeholders as leaves.
+  values = iter(leaves)
+  policy = object.__new__(Policy)
+  object.__setattr__(policy, "subpolicies", tuple(
+      tuple(Operation(name, next(values), next(values)) for name in sub) for sub in names))
+  return policy
+
+
+# Probabilities and magnitudes are leaves (op names are static), so under jit a
+# Policy is traced data, not baked-in constants: no recompile per policy, and
+# the same bits as hard mode.
+jax.tree_util.register_pytree_node(Policy, _flatten_policy, _unflatten_policy)
 
 
 def discretize(params: PolicyParams) -> Policy:

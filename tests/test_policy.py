@@ -209,9 +209,10 @@ def test_same_key_same_output_different_key_different_output():
   jitted = jax.jit(P.perturb, static_argnames="mode")
   np.testing.assert_array_equal(jitted(params, x, jax.random.key(1)),
                                 P.perturb(params, x, jax.random.key(1)))
-  # A Policy is a static pytree (no leaves): it goes through jax.jit as an argument.
+  # A Policy is a pytree of its probabilities and magnitudes: a jit argument.
   policy = P.discretize(params)
-  assert jax.tree.leaves(policy) == []
+  assert len(jax.tree.leaves(policy)) == 2 * L * K
+  assert jax.tree.map(lambda v: v, policy) == policy
   np.testing.assert_array_equal(jax.jit(P.perturb)(policy, x, jax.random.key(1)),
                                 P.perturb(params, x, jax.random.key(1), mode="hard"))
 
