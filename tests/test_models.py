@@ -111,6 +111,7 @@ def test_name_is_case_insensitive():
 @pytest.mark.parametrize("name,options,error,pattern", [
     ("cnn8", dict(width=0), ValueError, "width=0"),
     ("cnn8", dict(width=-0.5), ValueError, "width=-0.5"),
+    ("cnn8", dict(width=float("inf")), ValueError, "width=inf"),
     ("cnn8", dict(dtype="int8"), TypeError, "dtype='int8'"),
     ("cnn8", dict(batch_norm="yes"), TypeError, "batch_norm='yes'"),
     ("cnn8", dict(stem="imagenet"), TypeError, r"option\(s\) \['stem'\]"),

@@ -31,6 +31,7 @@ Family options:
   drop_path_rate (ConvNeXt): stochastic depth, default 0.0 (see ``convnext``).
 """
 
+import math
 import numbers
 from typing import Any, Callable
 
@@ -53,7 +54,7 @@ _COMMON_OPTIONS = ("width", "batch_norm", "dtype", "normalize", "mean", "std", "
 
 def _common_kwargs(name: str, width: float = 1.0, dtype: Any = "float32", normalize: bool = True,
                    mean=CIFAR10_MEAN, std=CIFAR10_STD, bn_axis_name=None) -> dict:
-  if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+  if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < math.inf:
     raise ValueError(f"width={width!r} for {name} must be a positive number, e.g. 0.25 for a "
                      "quarter-width model.")
   if not isinstance(normalize, bool):

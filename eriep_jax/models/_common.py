@@ -110,6 +110,8 @@ class ImageClassifier(nn.Module):
     std: per-channel std of the [0, 1] input images.
     bn_axis_name: pmap/shard_map axis over which BatchNorm averages batch
       statistics (``'batch'`` for cross-device BN); None = per-device statistics.
+      With a name set, ``train=True`` calls must run inside ``jax.pmap(...,
+      axis_name=...)``; eval calls and ``init(..., train=False)`` need no axis.
   """
   num_classes: int
   width: float = 1.0
@@ -130,7 +132,7 @@ class ImageClassifier(nn.Module):
       x = (x - mean) / std
     return x.astype(self.dtype)
 
-  def __call__(self, x: jax.typing.ArrayLike, train: bool = False,
+  def __call__(self, x: jax.typing.ArrayLike, *, train: bool = False,
                return_features: bool = False):
     """Classifies a batch of images.
 
@@ -155,8 +157,23 @@ class ImageClassifier(nn.Module):
       return logits, features.astype(jnp.float32)
     return logits
 
-  def head(self, features: jax.typing.ArrayLike, train: bool = False) -> jax.Array:
-    """Maps the last conv feature map (as returned by ``return_features``) to logits."""
+  def head(self, features: jax.typing.ArrayLike, *, train: bool = False) -> jax.Array:
+    """Maps the last conv feature map (as returned by ``return_features``) to logits.
+
+    Grad-CAM (Fig. 4) differentiates this map: ``jax.grad`` of
+    ``model.apply(variables, feats, method='head')[:, c].sum()`` w.r.t. ``feats``
+    gives d y_c / d A for the features A of the forward pass that returned them.
+
+    Args:
+      features: the (B, h, w, c) map returned with ``return_features=True``.
+      train: unused by the current heads (none has dropout or BN); kept for symmetry.
+
+    Returns:
+      float32 logits (B, num_classes).
+
+    Raises:
+      ValueError: if ``features`` is not rank 4.
+    """
     features = jnp.asarray(features)
     if features.ndim != 4:
       raise ValueError(f"head expects features of shape (batch, h, w, c), got "

@@ -23,7 +23,8 @@ paper says only "default hyperparameters", so the default here is
 ``rngs={'dropout': key}`` to ``apply`` in train mode. The rate grows linearly
 from 0 at the first block to ``drop_path_rate`` at the last.
 
-ConvNeXt has no BatchNorm, so its variables hold no ``batch_stats``. The
+ConvNeXt has no BatchNorm, so its variables hold no ``batch_stats`` and the
+``batch_norm``/``bn_axis_name`` options of the registry are accepted and unused. The
 features returned for Grad-CAM are the output of the last stage (7x7x768 at
 224x224 input).
 """
