@@ -28,8 +28,9 @@ def _luminance(images: jax.Array) -> jax.Array:
   """ITU-R 601 luminance, shape (B, H, W, 1); grey images are their own."""
   if images.shape[-1] == 1:
     return images
-  weights = jnp.asarray(LUMA_WEIGHTS, images.dtype)
-  return jnp.sum(images * weights, axis=-1, keepdims=True)
+  r, g, b = LUMA_WEIGHTS
+  # Explicit channel slices: a reduction over an axis of size 3 is slow on CPU.
+  return r * images[..., 0:1] + g * images[..., 1:2] + b * images[..., 2:3]
 
 
 def _blend(degenerate: jax.Array, images: jax.Array,
@@ -200,8 +201,9 @@ def sharpness(images: jax.typing.ArrayLike,
   b, h, w, _ = images.shape
   if h < 3 or w < 3:
     return images
-  # The 3x3 box sum is separable: 3 taps along W, then 3 along H.
-  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  # The 3x3 box sum is separable: 3 taps along W, then 3 along H. The padding
+  # value never matters: border pixels take the input value below.
+  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
   rows = padded[:, :, :-2] + padded[:, :, 1:-1] + padded[:, :, 2:]
   box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
   smooth = (box + 4.0 * images) / 13.0
