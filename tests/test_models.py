@@ -327,6 +327,16 @@ def test_eval_mode_is_per_example_train_mode_is_not():
                          atol=1e-4)
 
 
+def test_max_pool_2x2_matches_reduce_window():
+  from eriep_jax.models.cnn import max_pool_2x2
+  x = jax.random.normal(jax.random.key(5), (2, 7, 6, 3))  # odd height: last row dropped
+  expected = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+  np.testing.assert_array_equal(max_pool_2x2(x), expected)
+  # The gradient goes to the arg-max of each window (no ties in continuous data).
+  grad = jax.grad(lambda x: max_pool_2x2(x).sum())(x)
+  assert float(grad.sum()) == 2 * 3 * 3 * 3 and set(np.unique(grad)) == {0.0, 1.0}
+
+
 def test_normalize_equals_feeding_standardised_images():
   model, variables = tiny("cnn8")
   raw = get_model("cnn8", 10, normalize=False, **TINY["cnn8"])

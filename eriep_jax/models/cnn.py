@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from eriep_jax.models import _common
 
-__all__ = ["ConvNet", "CNN_LAYERS", "HEAD_HIDDEN"]
+__all__ = ["ConvNet", "CNN_LAYERS", "HEAD_HIDDEN", "max_pool_2x2"]
 
 Layer = Union[int, str]
 
@@ -58,6 +58,20 @@ CNN_LAYERS = {
 
 # Hidden sizes of the three-layer head 512-512, 512-256, 256-num_classes (Section 4.2).
 HEAD_HIDDEN = (512, 256)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool with stride 2 (odd trailing rows/columns dropped, as 'VALID').
+
+  Same values as ``nn.max_pool(x, (2, 2), strides=(2, 2))``, written as a
+  reshape and a max because XLA:CPU differentiates that ~4x faster than the
+  select-and-scatter of ``reduce_window`` (measured on the 2-core dev box). At
+  exact ties the gradient is shared among the tied inputs instead of going to
+  one; after a ReLU such ties are zeros, whose gradient the ReLU discards.
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def _split(layers: Sequence[Layer]) -> tuple[tuple[Layer, ...], int]:
@@ -85,7 +99,7 @@ class _ConvStack(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for v in self.layers:
       if v == "M":
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
         continue
       x = nn.Conv(_common.scaled(v, self.width), (3, 3), padding=((1, 1), (1, 1)),
                   use_bias=True, dtype=self.dtype, param_dtype=jnp.float32,
@@ -107,7 +121,7 @@ class _MLPHead(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no dropout or BN in the head
     for _ in range(self.trailing_pools):
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
     x = jnp.mean(x, axis=(1, 2))  # GAP: the paper does not say how the map becomes 512.
     for h in self.hidden:
       x = nn.relu(nn.Dense(h, dtype=self.dtype, param_dtype=jnp.float32)(x))
