@@ -216,3 +216,53 @@ def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_contro
   # With the policy's gradients cut, the critic still trains but W stays put.
   assert not _flip_up_invert_down(w0, results[False], ops), (w0, results[False])
   np.testing.assert_allclose(results[False], w0, atol=1e-7)
+
+
+# --- End to end: search, then stage-2 training, on the offline demo set. ---
+
+
+def test_search_then_train_end_to_end_on_demo_set(tmp_path):
+  from eriep_jax.train import loop  # pylint: disable=g-import-not-at-top
+  c = default_config.get_config()
+  c.data.source = "demo"
+  c.data.name = "digits"
+  c.data.shuffle_buffer = 256
+  c.model.name = "cnn4"
+  c.model.width = 1 / 16
+  c.batch_size = 16
+  c.num_train_steps = 2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 100
+  c.policy.ops = ("flip", "invert", "brightness")
+  c.policy.num_subpolicies = 2
+  c.policy.source = "search"
+  c.policy.learning_rate = 1e-9
+  c.search.backbone = "cnn4"
+  c.search.width = 1 / 16
+  c.search.critic_hidden = 16
+  c.search.batch_size = 16
+  c.search.num_examples = 64
+  c.search.num_steps = 2
+  c.search.log_every_steps = 1
+  result = loop.train(c, str(tmp_path))
+  out = tmp_path / "search"
+  for name in ("policy.json", "policy_summary.txt", "policy_grid.png"):
+    assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+  assert (out / "policy_checkpoint").is_dir()
+  assert result.step == 2
+  # The checkpoint restores exactly; the JSON Policy loads back into perturb.
+  restored = search.load_policy(out / "policy_checkpoint", c)
+  searched = search.load_policy(out, c)
+  # Stage 2 started from the searched policy (not from init, W = 0): its policy
+  # learning rate is ~0 here, so its final policy is the searched one.
+  assert np.max(np.abs(restored.weight)) > 1e-4
+  np.testing.assert_allclose(result.state.policy_params.weight, restored.weight, atol=1e-6)
+  np.testing.assert_array_equal(restored.weight, searched.weight)
+  assert restored.ops == c.policy.ops
+  discrete = policy_lib.Policy.from_json((out / "policy.json").read_text())
+  assert discrete == policy_lib.discretize(restored)
+  images = jax.random.uniform(jax.random.key(0), (4, 8, 8, 3))
+  x_json = policy_lib.perturb(discrete, images, jax.random.key(5))
+  x_hard = policy_lib.perturb(restored, images, jax.random.key(5), mode="hard")
+  np.testing.assert_allclose(x_json, x_hard, atol=1e-6)
+  assert (out / "policy_summary.txt").read_text().strip() == discrete.summary().strip()

@@ -328,7 +328,11 @@ def create_search_state(config: ml_collections.ConfigDict,
                        policy_opt_state=tx.init(policy),
                        critic_opt_state=tx.init(variables["params"]))
 
-  state = init(key_critic, policy)
+  # The critic is initialised from an RBG key derived from `key`: XLA compiles
+  # RngBitGenerator about 4x faster than threefry on CPU (the init's compile
+  # time dominates short runs); the initial weights have the same distribution.
+  seed = jax.random.bits(key_critic, (), jnp.uint32)
+  state = init(jax.random.key(seed, impl="rbg"), policy)
   return state, critic_module
 
 
