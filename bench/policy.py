@@ -11,7 +11,8 @@ Prints images/s of
 and the ratio time(soft fwd+bwd) / time(CNN step) (target <= 0.25). With
 --op-shares it also times a soft fwd+bwd whose candidate list is a single op,
 for each op, and prints each op's share of their sum: which ops dominate.
-Figures are medians of `--repeats` timed runs after one warm-up (compile) run.
+Figures are medians of `--repeats` timed runs after one warm-up (compile) run;
+the three main figures are timed in turn within each repeat.
 """
 
 import argparse
@@ -38,6 +39,18 @@ def _time(fn, *args, repeats):
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def _time_interleaved(calls, *, repeats):
+  for fn, args in calls:
+    jax.block_until_ready(fn(*args))   # compile + warm-up
+  times = [[] for _ in calls]
+  for _ in range(repeats):
+    for (fn, args), record in zip(calls, times):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      record.append(time.perf_counter() - start)
+  return [statistics.median(t) for t in times]
 
 
 def _machine_label(label):
@@ -97,15 +110,16 @@ def main(argv=None):
 
   soft = jax.jit(_soft_step)
   hard = jax.jit(functools.partial(policy_lib.perturb, mode="hard"))
-  t_soft = _time(soft, params, images, key, target, repeats=args.repeats)
-  t_hard = _time(hard, params, images, key, repeats=args.repeats)
-
   model = models.get_model("cnn8", 10, width=args.width)
   variables = model.init(k_init, images[:2], train=False)
   tx = optax.adam(1e-3)
   opt_state = tx.init(variables["params"])
   cnn = _cnn_step_fn(model, tx)
-  t_cnn = _time(cnn, variables, opt_state, images, labels, repeats=args.repeats)
+  # The three are timed in turn within each repeat, so that a busy machine
+  # slows all of them alike and the ratio stays meaningful.
+  t_soft, t_hard, t_cnn = _time_interleaved(
+      [(soft, (params, images, key, target)), (hard, (params, images, key)),
+       (cnn, (variables, opt_state, images, labels))], repeats=args.repeats)
 
   print(f"{'soft fwd+bwd (w.r.t. policy)':34s} {args.batch / t_soft:10.0f} img/s "
         f"{1e3 * t_soft:9.1f} ms/batch")

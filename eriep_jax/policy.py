@@ -310,7 +310,7 @@ def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
   num_ops = len(params.ops)
   symmetric = np.array([ops_lib.get_op(n).symmetric for n in params.ops])
 
-  # One scan step per stage: the N-op body is traced and compiled once, not K times.
+  # Stages 2..K are scan steps, so the N-op body is traced twice, not K times.
   def stage(x, xs):
     mu_k, sel_k, logit_k, keys = xs                    # (L, N) each, (3,) keys
     key_gate, key_sign, key_op = keys
@@ -330,7 +330,13 @@ def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
   stage_major = lambda a: jnp.swapaxes(a, 0, 1)        # (L, K, N) -> (K, L, N)
   xs = (stage_major(values.magnitude), stage_major(values.selection),
         stage_major(params.probability), stage_keys)
-  return jax.lax.scan(stage, images, xs)[0]
+  # Stage 1 runs outside the scan: its input is data, so the backward pass
+  # skips the image gradient of its ops (the scatter of the affine warps);
+  # about 10% of a soft fwd+bwd at L=10, K=2 on CPU.
+  x, _ = stage(images, jax.tree.map(lambda a: a[0], xs))
+  if params.num_stages == 1:
+    return x
+  return jax.lax.scan(stage, x, jax.tree.map(lambda a: a[1:], xs))[0]
 
 
 def _perturb_hard(op_index: jax.Array, probability: jax.Array, magnitude: jax.Array,
@@ -651,8 +657,8 @@ def perturb(params: PolicyParams | Policy, images: jax.typing.ArrayLike, key: ja
     images: float32 images in [0, 1], shape (B, H, W, C), the ops contract.
     key: a JAX PRNG key.
     mode: 'soft' (differentiable in M, P, W; training) or 'hard' (top-1 op
-      per stage by W, hard Bernoulli gate; no gradients). None means 'soft'
-      for PolicyParams and 'hard' for a Policy.
+      per stage by W, hard Bernoulli gate; not meant for gradients). None
+      means 'soft' for PolicyParams and 'hard' for a Policy.
 
   Returns:
     The perturbed images, same shape and dtype as `images`.
