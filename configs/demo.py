@@ -37,7 +37,17 @@ def get_config(arg: str | None = None):
   c.policy.num_subpolicies = 4
 
   # --- Stage-1 search phase (owned by the search colleague; ~40 s budget). ---
-  c.policy.source = "init"
+  # A short WGAN-GP search (Eq. 3-4) into <workdir>/search, whose policy stage 2
+  # then starts from: a narrow cnn4 critic, 30 steps of 32 images (16 A + 16 B'),
+  # Faster AutoAugment's eps, lambda_gp and Adam settings.
+  c.policy.source = "search"
+  c.search.backbone = "cnn4"
+  c.search.width = 0.25
+  c.search.critic_hidden = 32
+  c.search.batch_size = 32
+  c.search.num_examples = 960
+  c.search.num_steps = 30
+  c.search.log_every_steps = 10
 
   c.eval.noise_stds = (0.0, 0.1, 0.2, 0.3, 0.4)
   c.log_every_steps = 20
