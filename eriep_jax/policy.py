@@ -39,6 +39,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -684,8 +685,8 @@ def _subpolicy_label(sub: Sequence[Operation]) -> str:
 
 
 def save_grid(params_or_policy: PolicyParams | Policy, images: jax.typing.ArrayLike,
-              path: str, key: jax.Array, *, mode: str = "hard", max_images: int = 8,
-              dpi: int = 100) -> str:
+              path: str | os.PathLike, key: jax.Array, *, mode: str = "hard",
+              max_images: int = 8, dpi: int = 100) -> str | os.PathLike:
   """Writes a PNG: the original images on top, each sub-policy's output below.
 
   Row l + 1 applies sub-policy l to every image (same key for every row, so
@@ -696,7 +697,7 @@ def save_grid(params_or_policy: PolicyParams | Policy, images: jax.typing.ArrayL
     params_or_policy: `PolicyParams` or a discretised `Policy`.
     images: float32 images in [0, 1], shape (B, H, W, C); the first
       `max_images` are shown.
-    path: output PNG path.
+    path: output PNG path (str or os.PathLike).
     key: a JAX PRNG key.
     mode: 'hard' (default, what the discretised policy does) or 'soft'
       (PolicyParams only).
