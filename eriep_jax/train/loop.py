@@ -22,7 +22,6 @@ import time
 from typing import Any, Callable
 
 from absl import logging
-import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -145,6 +144,19 @@ def _abstract_policy(config, key):
   return policy.init_policy(key, config.policy)
 
 
+def replicate(tree: Any) -> Any:
+  """Copies a host pytree to every local device, laid out as ``jax.pmap`` outputs are.
+
+  ``flax.jax_utils.replicate`` names its mesh axis differently from pmap's
+  outputs, which makes the second pmap call compile the step again.
+  """
+  devices = jax.local_devices()
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("batch",)),
+                                        jax.sharding.PartitionSpec("batch"))
+  return jax.tree.map(
+      lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
+
+
 def _unreplicate(tree):
   return jax.device_get(jax.tree.map(lambda x: x[0], tree))
 
@@ -217,7 +229,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                                      perturb_fn=perturb_fn)
   p_step = jax.pmap(step_fn, axis_name="batch", in_axes=(0, 0, None), donate_argnums=(0,))
   host_key = np.asarray(jax.device_get(state.key))
-  rstate = flax.jax_utils.replicate(state)
+  rstate = replicate(state)
   del state
 
   is_main = jax.process_index() == 0
