@@ -227,6 +227,7 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   c.data.source = "demo"
   c.data.name = "digits"
   c.data.shuffle_buffer = 256
+  c.data.image_size = 16
   c.model.name = "cnn4"
   c.model.width = 1 / 16
   c.batch_size = 16
@@ -235,6 +236,7 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   c.checkpoint_every_steps = 100
   c.policy.ops = ("flip", "invert", "brightness")
   c.policy.num_subpolicies = 2
+  c.policy.num_stages = 1
   c.policy.source = "search"
   c.policy.learning_rate = 1e-9
   c.search.backbone = "cnn4"
