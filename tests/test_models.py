@@ -337,6 +337,19 @@ def test_max_pool_2x2_matches_reduce_window():
   assert float(grad.sum()) == 2 * 3 * 3 * 3 and set(np.unique(grad)) == {0.0, 1.0}
 
 
+@pytest.mark.parametrize("size", [2, 5])  # matmul path (<= 3 pixels) and lax conv path
+def test_conv3x3_matches_lax_conv(size):
+  from eriep_jax.models.cnn import Conv3x3
+  x = jax.random.normal(jax.random.key(6), (2, size, size + 1, 4))
+  layer = Conv3x3(5)
+  variables = layer.init(jax.random.key(7), x)
+  kernel, bias = variables["params"]["kernel"], variables["params"]["bias"] + 0.3
+  expected = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+  got = layer.apply({"params": {"kernel": kernel, "bias": bias}}, x)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_normalize_equals_feeding_standardised_images():
   model, variables = tiny("cnn8")
   raw = get_model("cnn8", 10, normalize=False, **TINY["cnn8"])
