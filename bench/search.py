@@ -82,10 +82,13 @@ def main() -> None:
   print(f"search step: {sec * 1e3:.0f} ms median of {args.steps} -> {ips:.1f} images/s")
   print(f"full default CIFAR-10 search ({config.search.num_examples} images x "
         f"{config.search.num_epochs} epochs = {total_steps} steps of 128): "
-        f"{projected_h:.2f} h projected here ({projected_h / FASTER_AA_GPU_HOURS:.1f}x Faster "
-        f"AutoAugment's {FASTER_AA_GPU_HOURS} GPU-hours)")
-  print("metrics after the last step:",
-        {k: round(float(v[0]), 4) for k, v in metrics.items()})
+        f"{projected_h * 3600:.0f} s = {projected_h:.3f} h of steps projected here, plus "
+        f"{compile_s:.0f} s compile; Faster AutoAugment reports {FASTER_AA_GPU_HOURS} GPU-hours "
+        f"(ratio {projected_h / FASTER_AA_GPU_HOURS:.3g}x)")
+  # One random batch, repeated: the critic over-fits it within a few steps, so
+  # these values are a finiteness check, not a measure of search quality.
+  print("finite metrics after the last step:",
+        all(np.isfinite(float(v[0])) for v in metrics.values()))
 
 
 if __name__ == "__main__":
