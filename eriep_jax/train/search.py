@@ -16,7 +16,12 @@ the second is B'. Then, in the order of the reference implementation:
    minimise -(E D(B') - E D(A)) + lambda_gp * GP + eps * CE(f(B'));
 2. policy step (critic fixed, at its updated parameters): minimise
    -E D(A) + eps * CE(f(A)) with A = perturb(policy, x, mode='soft'), so
-   gradients reach M, P and W.
+   gradients reach M, P and W. A is drawn afresh (new sub-policy choices and
+   gates for the same images), as the reference implementation calls the
+   policy a second time.
+
+The logged ``wasserstein`` is the critic's estimate E D(B') - E D(A) before its
+update, and ``epm_loss`` is Eq. (3) with Eq. (4) from the two steps' terms.
 
 Both players use Adam (lr 1e-3, betas (0, 0.999) by default). The step is
 ``jax.pmap``-ed over local devices with ``axis_name='batch'``; gradients and
