@@ -31,7 +31,7 @@ def get_config(arg: str | None = None):
   c.data.shuffle_buffer = 2000
   c.batch_size = 64
   c.eval_batch_size = 200
-  c.num_epochs = 12
+  c.num_epochs = 8
   c.optimizer.learning_rate = 2e-3
 
   c.policy.num_subpolicies = 4
