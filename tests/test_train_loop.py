@@ -1,6 +1,7 @@
 """Tests for the stage-2 loop: exact resume, refusing a foreign workdir, NaN stop."""
 
 import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -56,11 +57,36 @@ def straight(tmp_path_factory, compile_cache):
   return wd, loop.train(_config(), wd, perturb_fn=_noise_perturb)
 
 
-def test_resume_equals_straight_run(straight, tmp_path):
+class _SigtermAfterK(loop._Stop):  # pylint: disable=protected-access
+  """The loop's SIGTERM handler; a real SIGTERM is raised once K steps are done."""
+
+  def __init__(self):
+    self._flag, self._checks = False, 0
+    super().__init__()
+
+  @property
+  def requested(self):
+    self._checks += 1
+    if self._checks == K + 1:   # checked before step K + 1
+      signal.raise_signal(signal.SIGTERM)
+      for _ in range(10_000):   # the Python-level handler runs between bytecodes
+        if self._flag:
+          break
+    return self._flag
+
+  @requested.setter
+  def requested(self, value):
+    self._flag = value
+
+
+def test_resume_equals_straight_run(straight, tmp_path, monkeypatch):
+  """2K steps straight == K steps, SIGTERM (checkpoint + return), resume for K."""
   _, full = straight
   assert full.finished and full.step == 2 * K
   wd = str(tmp_path / "resumed")
-  first = loop.train(_config(), wd, stop_after_steps=K, perturb_fn=_noise_perturb)
+  monkeypatch.setattr(loop, "_Stop", _SigtermAfterK)
+  first = loop.train(_config(), wd, perturb_fn=_noise_perturb)
+  monkeypatch.undo()
   assert not first.finished and first.step == K
   assert ckpt_lib.Checkpointer(os.path.join(wd, "checkpoints"), _config()).latest_step() == K
   # Everything is created afresh from the workdir: state, data position, key.
