@@ -40,11 +40,10 @@ critic step).
 """
 
 import functools
-import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import flax
