@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # Table-1 operations.
     "OPS": "ops",
+    "OpSpec": "ops",
+    "get_op": "ops",
+    "get_ops": "ops",
     # The EPM policy (Section 3.2, Eq. 1).
     "PolicyConfig": "policy",
     "PolicyParams": "policy",
@@ -26,13 +29,31 @@ _EXPORTS = {
     "perturb": "policy",
     "discretize": "policy",
     "save_grid": "policy",
+    "Operation": "policy",
+    "constrain": "policy",
+    "sample_subpolicies": "policy",
     # Models.
     "get_model": "models",
     "list_models": "models",
+    "SearchCritic": "models.critic",
+    # Data pipelines and the Table-2 evaluation perturbations.
+    "DatasetInfo": "data",
+    "get_dataset_info": "data",
+    "train_iterator": "data",
+    "eval_iterator": "data",
+    "steps_per_epoch": "data",
+    "get_eval_perturbation": "data",
+    "EVAL_PERTURBATIONS": "data",
     # Losses (Eq. 3-4 and 9).
     "eriep_loss": "losses",
     "sync_reference": "losses",
     "gradient_penalty": "losses",
+    "critic_loss": "losses",
+    "policy_loss": "losses",
+    "cross_entropy": "losses",
+    # Stage 1 (policy search).
+    "run_search": "train.search",
+    "resolve_policy": "train.search",
 }
 
 _SUBMODULES = ("ops", "policy", "models", "losses", "data", "train", "evaluate")
