@@ -5,7 +5,8 @@ r"""Runs an eriep_jax experiment: stage-1 search, stage-2 training, or evaluatio
       --config.alpha=0.3
   python launch.py --config=configs/cifar10_cnn8.py --workdir=/tmp/cnn8 --mode=eval
 
-A rerun with the same --workdir resumes from its latest checkpoint.
+A rerun with the same --workdir resumes from its latest checkpoint. For several
+hosts, start one process per host with --distributed (see README).
 """
 
 from absl import app
@@ -19,12 +20,22 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and res
 flags.DEFINE_enum("mode", "train", ["train", "eval", "search"],
                   "train: stage 2 + evaluation; eval: evaluate the latest checkpoint; "
                   "search: stage 1 (the EPM policy) only.")
+flags.DEFINE_bool("distributed", False,
+                  "Call jax.distributed.initialize() first (multi-host runs). On SLURM, Open MPI or "
+                  "Cloud TPU it finds the cluster itself; elsewhere pass the three flags below.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
+flags.DEFINE_integer("num_processes", None, "Total number of processes (with --distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; pass options as --config.field=value.")
+  if FLAGS.distributed:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")   # keep TensorFlow (tf.data) off the accelerators
   logging.set_verbosity(logging.INFO)

@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
 
   c.policy.num_subpolicies = 4
 
-  # --- Stage-1 search phase (owned by the search colleague; ~40 s budget). ---
+  # --- Stage-1 search phase (about 40 s of the 3-minute budget). ---
   # A short WGAN-GP search (Eq. 3-4) into <workdir>/search, whose policy stage 2
   # then starts from: a narrow cnn4 critic, 30 steps of 32 images (16 A + 16 B'),
   # Faster AutoAugment's eps, lambda_gp and Adam settings.
