@@ -11,6 +11,14 @@ All geometric ops share one bilinear sampler that reproduces Pillow's
   interpolated bilinearly from its four neighbours, with neighbours outside the
   image clamped to the border (Pillow's XCLIP/YCLIP).
 
+`rotate` uses the general sampler `affine_transform` (a gather, whose backward
+pass is a scatter-add). The four axis-aligned ops (shear_x/y, translate_x/y)
+move pixels along one axis only, so each output row (column) is a fixed
+linear mix of the same input row (column): they use `_resample_rows`, the
+same bilinear weights applied as a batched matmul, which equals the gather
+path within float rounding (tested to 1e-6) and is much cheaper on CPU,
+forward and backward.
+
 The fraction `dx = x_in - floor(x_in)` carries the gradient in the magnitude,
 so d out / d m is the one-sided finite difference of neighbouring pixels even
 at m = 0, where the sampling points sit exactly on pixel centres.
@@ -80,6 +88,67 @@ def affine_transform(images: jax.typing.ArrayLike, matrix: jax.typing.ArrayLike,
   return jnp.where(valid[..., None], out, jnp.asarray(fill, images.dtype))
 
 
+def _resample_rows(images: jax.Array, xin: jax.Array, *,
+                   fill: float = FILL) -> jax.Array:
+  """Bilinear resampling along the width axis only, as a batched matmul.
+
+  The special case of `affine_transform` with d = 0, e = 1, f = 0: the source
+  row of every output pixel is its own row, so the vertical fraction is 0 and
+  output row y mixes only input row y,
+
+    out[b, y, x] = sum_j Wx[b, y, x, j] img[b, y, j]   (valid pixels),
+
+  where Wx holds the 1-D bilinear weights (1 - dx) at the left neighbour x0
+  and dx at the right one min(x0 + 1, W - 1) (Pillow's border clamp). The
+  weights are built from one-hot masks, so there is no gather, no scatter in
+  the backward pass and no division or abs kink: gradients stay finite, and
+  the fraction dx carries the gradient in the magnitude exactly as in
+  `affine_transform`.
+
+  Args:
+    images: float32 images, shape (B, H, W, C).
+    xin: input x coordinate (pixel-edge convention, as `affine_transform`'s
+      a (x + .5) + b (y + .5) + c) of every output pixel, shape (B, H, W), or
+      (B, 1, W) when it does not depend on the row.
+    fill: the value of output pixels whose source lies outside [0, W).
+
+  Returns:
+    The resampled images, shape (B, H, W, C).
+  """
+  w = images.shape[2]
+  valid = (xin >= 0.0) & (xin < w)
+  xs = jnp.clip(xin - 0.5, 0.0, w - 1.0)
+  x0f = jax.lax.stop_gradient(jnp.floor(xs))
+  dx = (xs - x0f)[..., None]
+  x0 = x0f.astype(jnp.int32)[..., None]
+  x1 = jnp.minimum(x0 + 1, w - 1)
+  j = jnp.arange(w, dtype=jnp.int32)
+  weights = ((1.0 - dx) * (j == x0).astype(images.dtype)
+             + dx * (j == x1).astype(images.dtype))   # (B, H or 1, W, W)
+  if xin.shape[1] == 1:
+    out = jnp.einsum("bxj,byjc->byxc", weights[:, 0], images)
+  else:
+    out = jnp.einsum("byxj,byjc->byxc", weights, images)
+  return jnp.where(valid[..., None], out, jnp.asarray(fill, images.dtype))
+
+
+def _resample_cols(images: jax.Array, yin: jax.Array, *,
+                   fill: float = FILL) -> jax.Array:
+  """`_resample_rows` along the height axis; yin has shape (B, W, H) or (B, 1, H).
+
+  Args:
+    images: float32 images, shape (B, H, W, C).
+    yin: input y coordinate of every output pixel, indexed (B, x, y), or
+      (B, 1, H) when it does not depend on the column.
+    fill: the value of output pixels whose source lies outside [0, H).
+
+  Returns:
+    The resampled images, shape (B, H, W, C).
+  """
+  return jnp.swapaxes(
+      _resample_rows(jnp.swapaxes(images, 1, 2), yin, fill=fill), 1, 2)
+
+
 def _matrix(*coefficients: jax.Array) -> jax.Array:
   batch = jnp.broadcast_shapes(*(jnp.shape(x) for x in coefficients))
   return jnp.stack([jnp.broadcast_to(x, batch) for x in coefficients], axis=-1)
@@ -104,8 +173,11 @@ def shear_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   images = check_images(images)
   _, h, _, _ = images.shape
   s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
-  one, zero = jnp.ones_like(s), jnp.zeros_like(s)
-  return affine_transform(images, _matrix(one, s, -s * h / 2, zero, one, zero))
+  s = jnp.broadcast_to(s, images.shape[:1])[:, None, None]
+  xo = jnp.arange(images.shape[2], dtype=jnp.float32) + 0.5
+  yo = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
+  # The matrix (1, s, -s H/2, 0, 1, 0): the same row, x_in as affine_transform.
+  return _resample_rows(images, xo + s * yo + -s * h / 2)
 
 
 def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
@@ -126,8 +198,11 @@ def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   images = check_images(images)
   _, _, w, _ = images.shape
   s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
-  one, zero = jnp.ones_like(s), jnp.zeros_like(s)
-  return affine_transform(images, _matrix(one, zero, zero, s, one, -s * w / 2))
+  s = jnp.broadcast_to(s, images.shape[:1])[:, None, None]
+  xo = jnp.arange(w, dtype=jnp.float32)[:, None] + 0.5
+  yo = jnp.arange(images.shape[1], dtype=jnp.float32) + 0.5
+  # The matrix (1, 0, 0, s, 1, -s W/2): the same column; y_in indexed (B, x, y).
+  return _resample_cols(images, s * xo + yo + -s * w / 2)
 
 
 def translate_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
@@ -149,8 +224,10 @@ def translate_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   images = check_images(images)
   _, _, w, _ = images.shape
   t = TRANSLATE_SCALE * w * check_magnitude(magnitude, images.shape[0])
-  one, zero = jnp.ones_like(t), jnp.zeros_like(t)
-  return affine_transform(images, _matrix(one, zero, t, zero, one, zero))
+  t = jnp.broadcast_to(t, images.shape[:1])[:, None, None]
+  xo = jnp.arange(w, dtype=jnp.float32) + 0.5
+  # The matrix (1, 0, t, 0, 1, 0): x_in is the same for every row.
+  return _resample_rows(images, xo + t)
 
 
 def translate_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
@@ -169,8 +246,10 @@ def translate_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   images = check_images(images)
   _, h, _, _ = images.shape
   t = TRANSLATE_SCALE * h * check_magnitude(magnitude, images.shape[0])
-  one, zero = jnp.ones_like(t), jnp.zeros_like(t)
-  return affine_transform(images, _matrix(one, zero, zero, zero, one, t))
+  t = jnp.broadcast_to(t, images.shape[:1])[:, None, None]
+  yo = jnp.arange(h, dtype=jnp.float32) + 0.5
+  # The matrix (1, 0, 0, 0, 1, t): y_in is the same for every column.
+  return _resample_cols(images, yo + t)
 
 
 def rotate(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
