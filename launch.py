@@ -30,6 +30,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+  try:
+    _run(argv)
+  except (ValueError, TypeError, FileNotFoundError) as e:
+    # Bad input (config, data, policy path) is reported as its one sentence;
+    # --verbosity=1 shows the traceback too.
+    logging.debug("traceback:", exc_info=True)
+    raise SystemExit(f"error: {e}") from None
+
+
+def _run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; pass options as --config.field=value.")
   if FLAGS.distributed:

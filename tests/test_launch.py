@@ -53,3 +53,16 @@ def test_launch_demo_train_then_eval(tmp_path):
   before = (wd / "eriep" / "eval" / "results.json").read_text()
   _launch(wd, "--mode=eval")
   assert json.loads((wd / "eriep" / "eval" / "results.json").read_text()) == json.loads(before)
+
+
+def test_launch_bad_config_is_one_sentence_and_writes_nothing(tmp_path):
+  wd = tmp_path / "bad"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  cmd = [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={wd}",
+         "--config.model.name=resnet7"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: unknown model 'resnet7'; use one of ["), last
+  assert "cnn8" in last and "Traceback" not in proc.stderr
+  assert not wd.exists() or not any(wd.iterdir())   # refused before anything was written
