@@ -9,8 +9,7 @@ The public API is re-exported here. Names are resolved lazily so that
 pipeline is actually used.
 """
 
-import importlib
-from typing import Any
+from eriep_jax._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -58,21 +57,4 @@ _EXPORTS = {
 
 _SUBMODULES = ("ops", "policy", "models", "losses", "data", "train", "evaluate")
 
-__all__ = sorted(list(_EXPORTS) + list(_SUBMODULES))
-
-
-def __getattr__(name: str) -> Any:
-  if name in _EXPORTS:
-    module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-  if name in _SUBMODULES:
-    module = importlib.import_module(f".{name}", __name__)
-    globals()[name] = module
-    return module
-  raise AttributeError(f"module 'eriep_jax' has no attribute {name!r}")
-
-
-def __dir__():
-  return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

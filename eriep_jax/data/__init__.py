@@ -10,8 +10,7 @@ The pipeline functions live in `pipeline.py` and import TensorFlow, so they are
 resolved lazily: `from eriep_jax.data import perturbations` stays free of TF.
 """
 
-import importlib
-from typing import Any
+from eriep_jax._lazy import lazy_exports
 
 # public name -> submodule that defines it.
 _EXPORTS = {
@@ -26,20 +25,4 @@ _EXPORTS = {
 _SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess",
                "perturbations")
 
-__all__ = sorted(list(_EXPORTS) + list(_SUBMODULES))
-
-
-def __getattr__(name: str) -> Any:
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-  if name in _SUBMODULES:
-    module = importlib.import_module(f".{name}", __name__)
-    globals()[name] = module
-    return module
-  raise AttributeError(f"module 'eriep_jax.data' has no attribute {name!r}")
-
-
-def __dir__():
-  return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -8,8 +8,7 @@ Submodules are imported lazily so that ``import eriep_jax.train.search`` does
 not pull in the stage-2 loop and vice versa.
 """
 
-import importlib
-from typing import Any
+from eriep_jax._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainState": "state",
@@ -28,20 +27,4 @@ _EXPORTS = {
 }
 _SUBMODULES = ("state", "step", "loop", "checkpoint", "writers", "search")
 
-__all__ = sorted(list(_EXPORTS) + list(_SUBMODULES))
-
-
-def __getattr__(name: str) -> Any:
-  if name in _EXPORTS:
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-  if name in _SUBMODULES:
-    module = importlib.import_module(f".{name}", __name__)
-    globals()[name] = module
-    return module
-  raise AttributeError(f"module 'eriep_jax.train' has no attribute {name!r}")
-
-
-def __dir__():
-  return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)
