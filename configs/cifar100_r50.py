@@ -35,13 +35,7 @@ def get_config(arg: str | None = None):
   c.data.train_augment = "crop_flip"
   c.batch_size = 128
   c.num_epochs = 200
-  c.optimizer.name = "sgd"
-  c.optimizer.momentum = 0.9
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.schedule = "step"
-  c.optimizer.decay_boundaries = (0.6, 0.8)
-  c.optimizer.decay_factor = 0.1
+  common.table4_sgd(c, weight_decay=5e-4)
   c.alpha = 0.5
   c.sync_freq = 100
   if "runlocal" in flags:
