@@ -11,33 +11,16 @@ runs after one warm-up run, on JAX's default device.
 """
 
 import argparse
-import os
-import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
+from bench._timing import machine_label, median_time
 from eriep_jax import ops
 
 
-def _time(fn, *args, repeats):
-  jax.block_until_ready(fn(*args))   # compile + warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
-def _machine_label(label):
-  device = jax.devices()[0]
-  kind = getattr(device, "device_kind", device.platform)
-  host = f"{platform.machine()}, {os.cpu_count()} CPU cores"
-  text = f"device: {device.platform} ({kind}), {jax.device_count()} device(s); host: {host}"
-  return f"{text}; {label}" if label else text
 
 
 def main(argv=None):
@@ -60,7 +43,7 @@ def main(argv=None):
   mags = jax.random.uniform(km, (args.batch,), minval=0.1, maxval=0.9)
   weights = jax.random.normal(kw, shape)
 
-  print(_machine_label(args.label))
+  print(machine_label(args.label))
   print(f"batch {shape}, median of {args.repeats} runs after warm-up, "
         f"jax {jax.__version__}")
   print(f"{'op':16s} {'fwd img/s':>12s} {'fwd+bwd img/s':>14s}")
@@ -73,16 +56,16 @@ def main(argv=None):
   for spec in specs:
     fwd = jax.jit(spec.fn)
     bwd = jax.jit(jax.value_and_grad(loss_of(spec.fn), argnums=(0, 1)))
-    t_f = _time(fwd, images, mags, key, repeats=args.repeats)
-    t_b = _time(bwd, images, mags, key, weights, repeats=args.repeats)
+    t_f = median_time(fwd, images, mags, key, repeats=args.repeats)
+    t_b = median_time(bwd, images, mags, key, weights, repeats=args.repeats)
     print(f"{spec.name:16s} {args.batch / t_f:12.0f} {args.batch / t_b:14.0f}")
 
   def all_ops(x, m, k):
     keys = jax.random.split(k, len(specs))
     return sum(s.fn(x, m, kk) for s, kk in zip(specs, keys))
 
-  t_f = _time(jax.jit(all_ops), images, mags, key, repeats=args.repeats)
-  t_b = _time(jax.jit(jax.value_and_grad(loss_of(all_ops), argnums=(0, 1))),
+  t_f = median_time(jax.jit(all_ops), images, mags, key, repeats=args.repeats)
+  t_b = median_time(jax.jit(jax.value_and_grad(loss_of(all_ops), argnums=(0, 1))),
               images, mags, key, weights, repeats=args.repeats)
   print(f"{'all ' + str(len(specs)) + ' ops':16s} {args.batch / t_f:12.0f} "
         f"{args.batch / t_b:14.0f}")

@@ -18,8 +18,6 @@ the three main figures are timed in turn within each repeat.
 import argparse
 import dataclasses
 import functools
-import os
-import platform
 import statistics
 import time
 
@@ -27,18 +25,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bench._timing import machine_label, median_time
 from eriep_jax import models
 from eriep_jax import policy as policy_lib
 
 
-def _time(fn, *args, repeats):
-  jax.block_until_ready(fn(*args))   # compile + warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _time_interleaved(calls, *, repeats):
@@ -53,12 +44,6 @@ def _time_interleaved(calls, *, repeats):
   return [statistics.median(t) for t in times]
 
 
-def _machine_label(label):
-  device = jax.devices()[0]
-  kind = getattr(device, "device_kind", device.platform)
-  text = (f"device: {device.platform} ({kind}), {jax.device_count()} device(s); host: "
-          f"{platform.machine()}, {os.cpu_count()} CPU cores")
-  return f"{text}; {label}" if label else text
 
 
 def _soft_step(params, images, key, target):
@@ -104,7 +89,7 @@ def main(argv=None):
   config = policy_lib.PolicyConfig(num_subpolicies=args.subpolicies, num_stages=args.stages)
   params = policy_lib.init_policy(k_pol, config)
 
-  print(_machine_label(args.label))
+  print(machine_label(args.label))
   print(f"batch {shape}, L={args.subpolicies}, K={args.stages}, {len(config.ops)} ops; median "
         f"of {args.repeats} runs after warm-up; jax {jax.__version__}")
 
@@ -132,7 +117,7 @@ def main(argv=None):
     times = {}
     for name in config.ops:
       single = policy_lib.init_policy(k_pol, dataclasses.replace(config, ops=(name,)))
-      times[name] = _time(jax.jit(_soft_step), single, images, key, target,
+      times[name] = median_time(jax.jit(_soft_step), single, images, key, target,
                           repeats=args.repeats)
     total = sum(times.values())
     print(f"\nsoft fwd+bwd with a single candidate op (K={args.stages} stages):")
