@@ -18,8 +18,9 @@ Every sample of a batch draws its own sub-policy uniformly at random
       g_n ~ RelaxedBernoulli(p_n, T_b),
 
   where s_n is a random sign per sample for symmetric ops (+1 otherwise).
-  Because sum_n a_n = 1 this is computed as x_k + sum_n a_n g_n (O_n - x_k),
-  which is the same function and returns x_k exactly where every g_n is 0.
+  Because sum_n a_n = 1 this is computed as
+  (1 - sum_n c_n) x_k + sum_n c_n O_n with c_n = a_n g_n, which is the same
+  function and returns x_k exactly where every g_n is 0.
 * ``mode='hard'`` (the discretised policy "used in inference"): the top-1 op
   by W is applied with a hard Bernoulli(p) gate and a random sign. The
   `Policy` returned by `discretize` applies exactly the same function, with
@@ -322,11 +323,14 @@ def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
     sign = jax.random.rademacher(key_sign, (batch, num_ops), jnp.float32)
     mag = jnp.where(symmetric, sign * mu, mu)
     coef = sel * gate                                  # (B, N)
-    delta = jnp.zeros_like(x)
-    for n, name in enumerate(params.ops):
-      out = _call_op(name, x, mag[:, n], key_op)
-      delta = delta + _bcast(coef[:, n], x) * (out - x)
-    return x + delta, None
+    # The N outputs stacked and mixed with one batched matmul: its backward
+    # gives all N coefficient gradients in one dot instead of N reductions over
+    # the images (about a quarter faster on CPU than a running sum).
+    outs = jnp.stack([_call_op(name, x, mag[:, n], key_op)
+                      for n, name in enumerate(params.ops)], axis=1)     # (B, N, H, W, C)
+    outs = outs.reshape(batch, num_ops, -1)
+    mixed = jnp.einsum("bn,bnp->bp", coef, outs).reshape(x.shape)
+    return _bcast(1.0 - jnp.sum(coef, axis=1), x) * x + mixed, None
 
   stage_major = lambda a: jnp.swapaxes(a, 0, 1)        # (L, K, N) -> (K, L, N)
   xs = (stage_major(values.magnitude), stage_major(values.selection),

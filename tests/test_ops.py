@@ -468,3 +468,25 @@ def test_axis_aligned_ops_match_the_gather_path(name):
   np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(gm, rm, rtol=1e-5, atol=1e-5)
   assert bool(jnp.all(gm[1:] != 0)), gm   # the magnitude gradient is live
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_shift_matches_the_gather_path_on_tiny_and_far_shifted_images(size):
+  # The barrel shifter's transpose folds clamped taps onto the border pixels;
+  # on 1..5-pixel lines every tap is near a border, and magnitudes far beyond
+  # [-1, 1] shift whole lines out of the image.
+  images = jax.random.uniform(jax.random.key(7), (7, size, size, 3))
+  weights = jax.random.normal(jax.random.key(8), images.shape)
+  mags = jnp.array([0.0, 1.0, -1.0, 0.37, -3.9, 7.5, 0.999])
+  for name in ("shear_x", "shear_y", "translate_x", "translate_y"):
+    fn = getattr(ops, name)
+    ref = functools.partial(_affine_reference, name)
+    np.testing.assert_allclose(jax.jit(fn)(images, mags),
+                               jax.jit(ref)(images, mags), atol=1e-6, err_msg=name)
+    # Gradients away from m = 0: there a border pixel's source sits exactly on
+    # the clip bound, where `jnp.clip` splits the tie 0.5 / 0.5 and `_shift`
+    # takes the one-sided difference it uses at every integer position.
+    grads = [jax.jit(jax.grad(lambda x, m, f=f: jnp.sum(f(x, m) * weights[1:]),
+                              argnums=(0, 1)))(images[1:], mags[1:]) for f in (fn, ref)]
+    for got, want in zip(*grads):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
