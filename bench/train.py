@@ -7,8 +7,12 @@ Prints (1) the per-step wall time of the jitted stage-2 step for `standard` and
 `eriep` (frozen reference, the real soft EPM), measured in one process on the
 same data after a warm-up, and their ratio (target <= 1.8x; the floor is about
 1.67x: N's forward and backward, R's forward and its backward to the input,
-plus the EPM); (2) end-to-end `eriep` training images/s through the library's
-loop (tf.data demo pipeline, pmap step, logging), excluding compilation.
+plus the EPM); (2) three reference points, measured alongside: the ERIEP
+step with a one-multiply stand-in for the EPM (N + R only), and with the real
+soft EPM whose 17 candidates are all the identity (the cost of mixing them)
+or all brightness (the cheapest real op); (3) end-to-end `eriep` training
+images/s through the library's loop (tf.data demo pipeline, pmap step,
+logging), excluding compilation.
 """
 
 import os
@@ -33,6 +37,28 @@ def _trivial_epm(policy_params, images, key, *, mode):
   return jnp.clip(images * 2 * jax.nn.sigmoid(jnp.mean(policy_params.magnitude)), 0, 1)
 
 
+def _stand_in_epm(op: str):
+  """The real soft EPM with every candidate op replaced by `op` (or the identity).
+
+  A diagnostic, not ERIEP: with the identity it costs only the mixing of the
+  17 candidates over 2 stages (gates, stacking, the mixing matmul and their
+  backward); with brightness, the cheapest real op that has a magnitude, it
+  is what the EPM would cost if all 17 ops were that cheap.
+  """
+  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
+  if op == "identity":
+    call_op = lambda name, x, magnitude, key: x
+  else:
+    call_op = lambda name, x, magnitude, key: policy._call_op(op, x, magnitude, key)  # pylint: disable=protected-access
+
+  def perturb_fn(policy_params, images, key, *, mode):
+    del mode
+    subpolicy = policy.sample_subpolicies(policy._split_keys(key, 1)[0], images.shape[0],  # pylint: disable=protected-access
+                                          policy_params.num_subpolicies)
+    return policy._perturb_soft(policy_params, images, key, subpolicy, call_op=call_op)  # pylint: disable=protected-access
+  return perturb_fn
+
+
 def _make_step(method: str, batch, *, width: float):
   """A compiled, warmed-up single-device step for `method` and its state."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -40,7 +66,9 @@ def _make_step(method: str, batch, *, width: float):
   from eriep_jax import policy  # pylint: disable=g-import-not-at-top
   from eriep_jax.train import loop, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   c = default.get_config()
-  c.method, _, trivial = method.partition(":")
+  c.method, _, variant = method.partition(":")
+  perturb_fn = (_trivial_epm if variant == "trivial_epm" else
+                _stand_in_epm(variant.removesuffix("_ops")) if variant else None)
   c.model.width = width
   model = loop.build_model(c, 10)
   tx, ptx = state_lib.make_optimizer(c, 1000), state_lib.make_policy_optimizer(c)
@@ -50,7 +78,7 @@ def _make_step(method: str, batch, *, width: float):
   fn = jax.jit(step_lib.make_train_step(c, model=model, tx=tx, policy_tx=ptx,
                                         learning_rate_fn=state_lib.learning_rate_schedule(c, 1000),
                                         axis_name=None,
-                                        perturb_fn=_trivial_epm if trivial else None),
+                                        perturb_fn=perturb_fn),
                donate_argnums=(0,))
   for i in range(2):   # compile + warm-up
     st, m = fn(st, batch, jax.random.PRNGKey(i))
@@ -100,8 +128,8 @@ def main(argv):
                                       jax.numpy.float32),
            "label": jax.numpy.asarray(rng.integers(0, 10, FLAGS.batch_size), jax.numpy.int32)}
   print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}")
-  times = _step_times(("standard", "eriep", "eriep:trivial_epm"), batch, width=FLAGS.width,
-                      steps=FLAGS.steps)
+  times = _step_times(("standard", "eriep", "eriep:trivial_epm", "eriep:identity_ops",
+                       "eriep:brightness_ops"), batch, width=FLAGS.width, steps=FLAGS.steps)
   t_std, t_eriep, t_nr = times["standard"], times["eriep"], times["eriep:trivial_epm"]
   print(f"cnn8 width {FLAGS.width}, batch {FLAGS.batch_size}, median of {FLAGS.steps} steps:")
   print(f"  standard step: {1e3 * t_std:8.1f} ms   ({FLAGS.batch_size / t_std:7.1f} images/s)")
@@ -109,6 +137,11 @@ def main(argv):
   print(f"  eriep / standard step-time ratio: {t_eriep / t_std:.2f}x  (target <= 1.8x)")
   print(f"  eriep with a one-multiply EPM (N + R only): {1e3 * t_nr:.1f} ms, "
         f"{t_nr / t_std:.2f}x standard; the soft EPM costs the rest")
+  print("  diagnostics (not ERIEP), the soft EPM with all 17 candidates replaced by:")
+  for variant, what in (("identity_ops", "the identity (mixing only)"),
+                        ("brightness_ops", "brightness (the cheapest real op)")):
+    t = times[f"eriep:{variant}"]
+    print(f"    {what:34s} {1e3 * t:8.1f} ms, {t / t_std:.2f}x standard")
   ips = _end_to_end(width=FLAGS.width, batch_size=FLAGS.batch_size, steps=FLAGS.e2e_steps)
   print(f"end-to-end eriep training (demo set, loop + tf.data + pmap): {ips:.1f} images/s")
 

@@ -304,8 +304,12 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
-                  subpolicy: jax.Array) -> jax.Array:
-  """Soft (differentiable) EPM; see the module docstring."""
+                  subpolicy: jax.Array, *, call_op=_call_op) -> jax.Array:
+  """Soft (differentiable) EPM; see the module docstring.
+
+  `call_op(name, images, magnitude, key)` applies one candidate; only
+  `bench/train.py` replaces it, to measure the cost of the mixing alone.
+  """
   values = constrain(params)
   batch = images.shape[0]
   _, stage_keys = _split_keys(key, params.num_stages)
@@ -326,7 +330,7 @@ def _perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
     # The N outputs stacked and mixed with one batched matmul: its backward
     # gives all N coefficient gradients in one dot instead of N reductions over
     # the images (about a quarter faster on CPU than a running sum).
-    outs = jnp.stack([_call_op(name, x, mag[:, n], key_op)
+    outs = jnp.stack([call_op(name, x, mag[:, n], key_op)
                       for n, name in enumerate(params.ops)], axis=1)     # (B, N, H, W, C)
     outs = outs.reshape(batch, num_ops, -1)
     mixed = jnp.einsum("bn,bnp->bp", coef, outs).reshape(x.shape)
