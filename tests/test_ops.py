@@ -447,7 +447,8 @@ def _affine_reference(name, images, m):
 @pytest.mark.parametrize("name", ["shear_x", "shear_y", "translate_x",
                                   "translate_y"])
 def test_axis_aligned_ops_match_the_gather_path(name):
-  # The separable matmul path of the four axis-aligned ops equals the general
+  # The 1-D paths of the four axis-aligned ops (shear: barrel shifter with a
+  # hand-written transpose; translate: a (W, W) matmul) equal the general
   # bilinear gather, values and gradients in images and magnitude.
   fn = getattr(ops, name)
   images = jax.random.uniform(jax.random.key(3), (6, 7, 8, 3))
