@@ -162,6 +162,14 @@ def test_demo_process_sharding(monkeypatch):
   ref = [x.tobytes() for b in ev_whole for x, m in zip(_flat(b, "image"), _flat(b, "mask"))
          if m == 1]
   assert len(seen) == 360 and sorted(seen) == sorted(ref)
+  # The split positions travel with the images: the same image has the same
+  # index whichever process reads it.
+  by_image = {x.tobytes(): i for b in ev_whole
+              for x, i, m in zip(_flat(b, "image"), _flat(b, "index"), _flat(b, "mask")) if m}
+  shard_index = {x.tobytes(): i for sh in ev_shards for b in sh
+                 for x, i, m in zip(_flat(b, "image"), _flat(b, "index"), _flat(b, "mask")) if m}
+  assert sorted(by_image.values()) == list(range(360))
+  assert shard_index == by_image
 
 
 def test_demo_eval_covers_split_once():
@@ -319,6 +327,9 @@ def test_tfds_end_to_end_with_mock_data(tmp_path):
   np.testing.assert_array_equal(resumed["label"], run[4]["label"])
   mask = np.concatenate([_flat(e, "mask") for e in evals])
   assert len(evals) == 4 and mask.sum() == 13 and mask.tolist()[-3:] == [0, 0, 0]
+  # Each example carries its position in the split; padding carries the size.
+  index = np.concatenate([_flat(e, "index") for e in evals])
+  assert index.tolist() == list(range(13)) + [13] * 3
 
 
 def test_tfds_missing_data_fails_at_once(tmp_path):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from eriep_jax import evaluate
 from eriep_jax.data import demo
@@ -62,3 +63,33 @@ def test_unknown_perturbation_is_refused_before_compute():
   c.eval.perturbations = ("clean", "fog")
   with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
     evaluate.robustness_sweep(c, model=loop.build_model(c, 10), variables={})
+
+
+def test_perturbed_counts_do_not_depend_on_batching_or_the_other_names():
+  # Random perturbations are drawn per example (keyed by its index in the
+  # split), so a different eval batch size (other padding, other device
+  # batches) or another list of scored perturbations gives the same counts.
+  # A random linear classifier: unlike an untrained CNN, which predicts one
+  # class for every input, its predictions move with the noise.
+  class Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+  c = _config()
+  model = Linear()
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+  first = evaluate.robustness_sweep(c, model=model, variables=variables)
+  c.eval_batch_size = 64           # 360 -> 6 batches, 24 padded
+  c.eval.perturbations = ("perturb3", "perturb1")
+  c.eval.noise_stds = (0.3,)
+  second = evaluate.robustness_sweep(c, model=model, variables=variables)
+  for name in ("perturb3", "noise_0.3"):
+    assert second["correct"][name] == first["correct"][name], name
+  # The counts are not constant: the noise changes predictions, and another
+  # seed gives other draws.
+  assert first["correct"]["noise_0.3"] != first["correct"]["clean"]
+  c.eval.seed += 1
+  third = evaluate.robustness_sweep(c, model=model, variables=variables)
+  assert (third["correct"]["noise_0.3"], third["correct"]["perturb3"]) != (
+      first["correct"]["noise_0.3"], first["correct"]["perturb3"])

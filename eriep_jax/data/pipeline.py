@@ -363,7 +363,10 @@ def eval_iterator(config, split: str = "test", *,
 
   Returns:
     A finite iterator of {'image': (D, B/D, H, W, C) float32, 'label': (D, B/D)
-    int32, 'mask': (D, B/D) float32}.
+    int32, 'mask': (D, B/D) float32, 'index': (D, B/D) int32}. 'index' is the
+    example's position in the split (the split size for padding): evaluation
+    keys its random perturbations by it, so they do not depend on the batch
+    size, the device count or the number of processes.
 
   Raises:
     ValueError: for a bad batch size, split or config.data.
@@ -379,10 +382,10 @@ def eval_iterator(config, split: str = "test", *,
   pidx, pcount = jax.process_index(), jax.process_count()
   local = global_bs // pcount
 
-  def prep(image, label):
+  def prep(image, label, index):
     image = preprocess.eval_preprocess(image, crop=crop, image_size=image_size)
     return {"image": tf.ensure_shape(image, shape), "label": label,
-            "mask": tf.constant(1.0, tf.float32)}
+            "mask": tf.constant(1.0, tf.float32), "index": tf.cast(index, tf.int32)}
 
   if isinstance(source, sources.IndexedSource):
     sp = source.split(split)
@@ -390,15 +393,19 @@ def eval_iterator(config, split: str = "test", *,
     idx = np.arange(pidx, total, pcount)
     labels = tf.constant(sp.labels)
     ds = tf.data.Dataset.from_tensor_slices(idx).map(
-        lambda i: prep(sp.load(i), tf.gather(labels, i)),
+        lambda i: prep(sp.load(i), tf.gather(labels, i), i),
         num_parallel_calls=tf.data.AUTOTUNE)
     n_local, paths = len(idx), sp.paths
   else:
     total = source.num_examples(split)
     sub = source.process_split(split, pidx, pcount)
     n_local = source.num_examples(sub)
-    ds = source.as_dataset(sub).map(
-        lambda image, label: prep(source.decode(image), label),
+    # even_splits are contiguous: this process's first example follows the
+    # earlier processes' ones.
+    start = sum(source.num_examples(source.process_split(split, q, pcount))
+                for q in range(pidx))
+    ds = source.as_dataset(sub).enumerate(start).map(
+        lambda pos, example: prep(source.decode(example[0]), example[1], pos),
         num_parallel_calls=tf.data.AUTOTUNE)
     paths = None
   # Every process yields the same number of batches (pmap needs all hosts).
@@ -406,7 +413,7 @@ def eval_iterator(config, split: str = "test", *,
   pad = num_batches * local - n_local
   padding = tf.data.Dataset.from_tensors({
       "image": tf.zeros(shape, tf.float32), "label": tf.constant(0, tf.int32),
-      "mask": tf.constant(0.0, tf.float32)}).repeat(pad)
+      "mask": tf.constant(0.0, tf.float32), "index": tf.constant(total, tf.int32)}).repeat(pad)
   ds = ds.concatenate(padding).batch(local, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return _to_devices(_run(ds, source, paths))

@@ -3,8 +3,10 @@
 ``robustness_sweep`` runs one pass over the test split and scores every
 perturbation of ``config.eval`` on every batch, with exact counts (padding is
 masked out, so the denominator is the true test-set size). Randomness is
-deterministic: ``fold_in(PRNGKey(config.eval.seed), batch_index)`` then the
-perturbation's index, then the device index.
+per example: image i of the split is perturbed with
+``fold_in(fold_in(PRNGKey(config.eval.seed), i), crc32(name))``, so the counts
+do not depend on the batch size, the device count, the number of processes or
+which other perturbations are scored.
 
 Outputs of ``evaluate_and_write`` in ``<workdir>/eval``: ``results.json``,
 ``results.md`` (a markdown table) and ``noise_sweep.png`` (accuracy vs noise
@@ -14,6 +16,7 @@ several methods side by side.
 
 import json
 import os
+import zlib
 from typing import Any, Sequence
 
 import flax.jax_utils
@@ -58,10 +61,16 @@ def _eval_step(model: Any, names: tuple[str, ...]):
   other = [i for i in range(len(names)) if i not in noise]
   stds = jnp.asarray([float(names[i][len("noise_"):]) for i in noise], jnp.float32)
 
+  salts = [zlib.crc32(n.encode()) & 0x7FFFFFFF for n in names]
+
   def step(variables, batch, key):
-    key = jax.random.fold_in(key, jax.lax.axis_index("batch"))
     images, labels = batch["image"], batch["label"]
     mask = batch["mask"].astype(jnp.float32)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(batch["index"])
+
+    def each(fn, salt):
+      # One draw per example, from its own key.
+      return jax.vmap(lambda x, k: fn(x[None], jax.random.fold_in(k, salt))[0])(images, keys)
 
     def count(x):
       logits = model.apply(variables, x, train=False)
@@ -69,13 +78,14 @@ def _eval_step(model: Any, names: tuple[str, ...]):
 
     counts = [None] * len(names)
     for i in other:
-      counts[i] = count(fns[i](images, jax.random.fold_in(key, i)))
+      counts[i] = count(each(fns[i], salts[i]))
     if noise:
       def body(carry, inputs):
-        std, i = inputs
-        x = perturbations.gaussian_noise(images, jax.random.fold_in(key, i), std=std)
-        return carry, count(x)
-      _, noise_counts = jax.lax.scan(body, None, (stds, jnp.asarray(noise)))
+        std, salt = inputs
+        return carry, count(each(
+            lambda x, k: perturbations.gaussian_noise(x, k, std=std), salt))
+      _, noise_counts = jax.lax.scan(
+          body, None, (stds, jnp.asarray([salts[i] for i in noise], jnp.uint32)))
       for j, i in enumerate(noise):
         counts[i] = noise_counts[j]
     return jax.lax.psum(jnp.stack(counts + [jnp.sum(mask)]), "batch")
@@ -107,10 +117,9 @@ def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
   rvars = flax.jax_utils.replicate(variables)
   base = jax.random.PRNGKey(config.eval.seed)
   totals = np.zeros(len(names) + 1, np.float64)
-  for i, batch in enumerate(data.eval_iterator(config, split, batch_size=config.eval_batch_size)):
-    batch = {k: batch[k] for k in ("image", "label", "mask")}
-    totals += np.asarray(jax.device_get(p_step(rvars, batch, jax.random.fold_in(base, i))[0]),
-                         np.float64)
+  for batch in data.eval_iterator(config, split, batch_size=config.eval_batch_size):
+    batch = {k: batch[k] for k in ("image", "label", "mask", "index")}
+    totals += np.asarray(jax.device_get(p_step(rvars, batch, base)[0]), np.float64)
   n = int(round(totals[-1]))
   correct = {name: int(round(c)) for name, c in zip(names, totals[:-1])}
   return {"num_examples": n, "correct": correct,
