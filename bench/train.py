@@ -5,9 +5,9 @@ r"""Benchmark: ERIEP vs standard train-step time, and end-to-end training images
 
 Prints (1) the per-step wall time of the jitted stage-2 step for `standard` and
 `eriep` (frozen reference, the real soft EPM), measured in one process on the
-same data after a warm-up, and their ratio (target <= 1.8x; the floor is about
-1.67x: N's forward and backward, R's forward and its backward to the input,
-plus the EPM); (2) three reference points, measured alongside: the ERIEP
+same data after a warm-up, and their ratio (target <= 1.8x; the issue put the
+floor at about 1.67x, counting N's forward and backward and R's forward and its
+backward to the input, but not the EPM's own cost); (2) three reference points, measured alongside: the ERIEP
 step with a one-multiply stand-in for the EPM (N + R only), and with the real
 soft EPM whose 17 candidates are all the identity (the cost of mixing them)
 or all brightness (the cheapest real op); (3) end-to-end `eriep` training

@@ -129,8 +129,8 @@ def _shift(images: jax.Array, offset: jax.Array, axis: int, *,
 
   Args:
     images: float32 images, shape (B, H, W, C).
-    offset: the shift in pixels (positive samples from higher indices), shape
-      (B, H) for axis=2 or (B, W) for axis=1 (one per line), or (B, 1).
+    offset: the shift in pixels (positive samples from higher indices), one
+      per line: shape (B, H) for axis=2, (B, W) for axis=1.
     axis: 2 to shift along the width, 1 to shift along the height.
     fill: the value of output pixels whose source lies outside the line.
 
@@ -185,9 +185,9 @@ def _shift_fwd(images, offset, axis, fill):
   valid = (pos >= 0.0) & (pos < n)
   k = jax.lax.stop_gradient(jnp.floor(offset))
   frac = _line(offset - k, axis)
-  # The line E with n border copies on the left and n + 1 on the right: E[i + k]
-  # for i in [0, n] is padded[i + u], u = k + n. A shift outside [-n, n - 1]
-  # leaves no valid pixel, so clipping it changes only masked values.
+  # The line E with n border copies on the left (`_barrel` extends the right):
+  # E[i + k] for i in [0, n] is padded[i + u], u = k + n. A shift outside
+  # [-n, n - 1] leaves no valid pixel, so clipping it changes only masked values.
   pad = [(0, 0)] * 4
   pad[axis] = (n, 0)
   taps = _barrel(jnp.pad(images, pad, mode="edge"),
@@ -212,8 +212,6 @@ def _shift_bwd(axis, fill, residuals, ct):
   ct = jnp.where(valid, ct, 0.0)
   # d out / d offset = E[i + k + 1] - E[i + k], summed over the line.
   g_offset = jnp.sum(ct * slope, axis=(axis, 3))              # (B, lines)
-  if frac.shape[1:3] == (1, 1):   # one offset per image
-    g_offset = jnp.sum(g_offset, axis=1, keepdims=True)
   # The gradient w.r.t. the taps, by tap position q = i (+1) in [0, n]:
   # c[q] = (1 - f) ct[q] + f ct[q - 1]; tap q read E[q + k].
   pad = [(0, 0)] * 4
@@ -238,8 +236,7 @@ def _shift_bwd(axis, fill, residuals, ct):
   return g, g_offset
 
 
-_shift_vjp.defvjp(lambda images, offset, axis, fill: _shift_fwd(images, offset, axis, fill),
-                  _shift_bwd)
+_shift_vjp.defvjp(_shift_fwd, _shift_bwd)
 
 
 def _resample_rows(images: jax.Array, xin: jax.Array, *,
