@@ -102,13 +102,25 @@ def _check_two_processes_match(one, two):
   port = _free_port()
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   env.pop("XLA_FLAGS", None)   # one device per process
-  procs = [subprocess.Popen(
-      [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={two}",
-       *_OVERRIDES, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
-       "--num_processes=2", f"--process_id={i}"],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
+  # Output goes to files, not pipes: waiting on one process must not leave
+  # the other blocked on a full pipe.
+  logs = [(two.parent / f"process{i}.out", two.parent / f"process{i}.err") for i in range(2)]
+  procs = []
+  try:
+    for i, (out, err) in enumerate(logs):
+      with open(out, "w") as fo, open(err, "w") as fe:
+        procs.append(subprocess.Popen(
+            [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={two}",
+             *_OVERRIDES, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+             "--num_processes=2", f"--process_id={i}"],
+            cwd=REPO, env=env, stdout=fo, stderr=fe, text=True))
+    for p in procs:
+      p.wait(timeout=600)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  outs = [(out.read_text(), err.read_text()) for out, err in logs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
   tables = [[line for line in out.splitlines() if line.startswith("| ")] for out, _ in outs]
