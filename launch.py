@@ -1,9 +1,10 @@
-r"""Runs an eriep_jax experiment: stage-1 search, stage-2 training, or evaluation.
+r"""Runs an eriep_jax experiment: the whole job, a re-evaluation, a search or a report.
 
   python launch.py --config=configs/demo.py --workdir=/tmp/eriep_demo
   python launch.py --config=configs/cifar10_cnn8.py:runlocal --workdir=/tmp/cnn8 \
       --config.alpha=0.3
   python launch.py --config=configs/cifar10_cnn8.py --workdir=/tmp/cnn8 --mode=eval
+  python launch.py --config=configs/cifar10_cpu.py --workdir=/tmp/study --mode=report
 
 A rerun with the same --workdir resumes from its latest checkpoint. For several
 hosts, start one process per host with --distributed (see README).
@@ -17,9 +18,11 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "search"],
-                  "train: stage 2 + evaluation; eval: evaluate the latest checkpoint; "
-                  "search: stage 1 (the EPM policy) only.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "search", "report"],
+                  "train: Algorithm 1 end to end (search if the policy source says so, "
+                  "every method and seed, evaluation, report); eval: re-evaluate the trained "
+                  "runs; search: stage 1 (the EPM policy) only; report: the report from the "
+                  "finished runs.")
 flags.DEFINE_bool("distributed", False,
                   "Call jax.distributed.initialize() first (multi-host runs). On SLURM, Open MPI or "
                   "Cloud TPU it finds the cluster itself; elsewhere pass the three flags below.")
@@ -52,16 +55,16 @@ def _run(argv):
   # Keep the console to our metrics and progress: orbax logs every save at INFO.
   logging.get_absl_handler().addFilter(
       lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
+  from eriep_jax import experiment  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   if FLAGS.mode == "search":
-    from eriep_jax.train import search  # pylint: disable=g-import-not-at-top
-    search.run_search(config, FLAGS.workdir)
+    experiment.search.run_search(config, FLAGS.workdir)
   elif FLAGS.mode == "eval":
-    from eriep_jax import evaluate  # pylint: disable=g-import-not-at-top
-    evaluate.evaluate_workdir(config, FLAGS.workdir)
+    experiment.evaluate_workdir(config, FLAGS.workdir)
+  elif FLAGS.mode == "report":
+    print(experiment.build_report(config, FLAGS.workdir)["markdown"], flush=True)
   else:
-    from eriep_jax import train  # pylint: disable=g-import-not-at-top
-    train.run(config, FLAGS.workdir)
+    experiment.run(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

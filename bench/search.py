@@ -18,11 +18,11 @@ Faster AutoAugment's reported 0.23 GPU-hours for its CIFAR-10 search.
 import argparse
 import time
 
-import flax.jax_utils
 import jax
 import numpy as np
 
 import configs.cifar10_search as search_config
+from eriep_jax import parallel
 from eriep_jax.train import search
 
 FASTER_AA_GPU_HOURS = 0.23
@@ -52,8 +52,8 @@ def main() -> None:
 
   state, critic = search.create_search_state(config, jax.random.key(0), shape, 10)
   step = search.make_search_step(config, critic)
-  state = flax.jax_utils.replicate(state, axis_name="batch")
-  keys = flax.jax_utils.replicate(jax.random.key(1), axis_name="batch")
+  state = parallel.replicate(state)
+  keys = jax.random.key(1)
   per_device = args.batch_size // devices
   k1, k2 = jax.random.split(jax.random.key(2))
   batch = {"image": jax.random.uniform(k1, (devices, per_device) + shape),

@@ -28,6 +28,9 @@ from configs import default
 def get_config(arg: str | None = None):
   flags = common.parse_arg(arg)
   c = default.get_config()
+  # Algorithm 1: stage 1 searches the EPM into <workdir>/search first, then stage 2
+  # trains every method and seed from that one policy ('init' skips the search).
+  c.policy.source = "search"
   c.method = "eriep"
   c.alpha = 0.5
   c.sync_freq = 100

@@ -44,6 +44,12 @@ def runlocal(c: ml_collections.ConfigDict, *, width: float = 0.125, steps: int =
   c.log_every_steps = 10
   c.checkpoint_every_steps = 100
   c.eval.noise_stds = (0.0, 0.1, 0.2, 0.3, 0.4)
+  # A short stage-1 search (the paper configs search first): narrow critic, 40 steps.
+  c.search.width = 0.25
+  c.search.batch_size = 32
+  c.search.num_examples = min(c.search.num_examples, num_train_examples)
+  c.search.num_steps = 40
+  c.search.log_every_steps = 10
 
 
 def table4_sgd(c: ml_collections.ConfigDict, *, weight_decay: float) -> None:

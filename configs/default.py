@@ -18,7 +18,8 @@ ALL_OPS = (
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = 0                  # N's init, the data order and the EPM's draws (one run)
+  c.seeds = ()                # e.g. (0, 1, 2): each variant once per seed, <workdir>/<variant>/seed_<k>
 
   # --- Stage 2 (Algorithm 1, "TRAIN NETWORK"), Eq. (5)-(9). ---
   c.method = "eriep"          # eriep | standard | augment
@@ -67,7 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- The EPM policy (Section 3.2). ---
   c.policy = ml_collections.ConfigDict()
-  c.policy.source = "init"    # init | search | <path to a searched policy>
+  # search: stage 1 into <workdir>/search first (Algorithm 1), reused by every run;
+  # init: the untrained initial policy; random: a uniformly drawn discrete policy
+  # (policy.seed), the control; a path: a policy_params.json, policy.json or search workdir.
+  c.policy.source = "init"
+  c.policy.seed = 0               # the random policy's seed (policy.source='random')
   c.policy.num_subpolicies = 10   # L
   c.policy.num_stages = 2         # K
   c.policy.ops = ALL_OPS
@@ -96,6 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.search.num_steps = -1         # > 0 overrides num_epochs
   c.search.log_every_steps = 20
   c.search.train_policy = True    # False: stop_gradient on the policy (control run, critic only)
+  c.search.seed = 0               # the search's own seed: one searched policy for every run seed
 
   # --- Evaluation. ---
   c.eval = ml_collections.ConfigDict()
@@ -106,9 +112,12 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Logging and checkpoints. ---
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
+  c.preemption_check_every_steps = 10   # multi-process: how often the processes agree to stop
   c.progress = True
 
   # --- Stage 2 main job (train/loop.py, evaluate/). ---
-  c.compare_methods = ()      # e.g. ('standard', 'eriep'): train each in <workdir>/<method>, one table
+  # e.g. ('standard', 'eriep', 'eriep_live', 'augment', 'eriep_random'): each variant is a
+  # method with optional modifiers (live, random, init, search; eriep_jax.experiment).
+  c.compare_methods = ()
   c.write_plots = True        # noise-sweep PNGs next to the JSON/markdown results
   return c

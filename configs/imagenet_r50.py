@@ -29,6 +29,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def get_config(arg: str | None = None):
   flags = common.parse_arg(arg)
   c = default.get_config()
+  # Algorithm 1: stage 1 searches the EPM into <workdir>/search first, then stage 2
+  # trains every method and seed from that one policy ('init' skips the search).
+  c.policy.source = "search"
   c.model.name = "resnet50"
   c.model.stem = "imagenet"
   c.model.mean = IMAGENET_MEAN

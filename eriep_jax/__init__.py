@@ -13,48 +13,27 @@ from eriep_jax._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> module (relative to this package) that defines it.
+# public name -> module (relative to this package) that defines it. The rest
+# stays importable from its subpackage (eriep_jax.ops, .losses, .data, ...).
 _EXPORTS = {
-    # Table-1 operations.
-    "OPS": "ops",
-    "OpSpec": "ops",
-    "get_op": "ops",
-    "get_ops": "ops",
     # The EPM policy (Section 3.2, Eq. 1).
-    "PolicyConfig": "policy",
-    "PolicyParams": "policy",
-    "Policy": "policy",
-    "init_policy": "policy",
     "perturb": "policy",
+    "init_policy": "policy",
+    "PolicyConfig": "policy",
+    "Policy": "policy",
     "discretize": "policy",
-    "save_grid": "policy",
-    "Operation": "policy",
-    "constrain": "policy",
-    "sample_subpolicies": "policy",
-    # Models.
-    "get_model": "models",
-    "list_models": "models",
-    "SearchCritic": "models.critic",
-    # Data pipelines and the Table-2 evaluation perturbations.
-    "DatasetInfo": "data",
-    "get_dataset_info": "data",
-    "train_iterator": "data",
-    "eval_iterator": "data",
-    "steps_per_epoch": "data",
-    "get_eval_perturbation": "data",
-    "EVAL_PERTURBATIONS": "data",
-    # Losses (Eq. 3-4 and 9).
+    "load_policy": "train.search",
+    # Eq. (9) and the reference sync, for users' own loops.
     "eriep_loss": "losses",
     "sync_reference": "losses",
-    "gradient_penalty": "losses",
-    "critic_loss": "losses",
-    "policy_loss": "losses",
-    "cross_entropy": "losses",
-    # Stage 1 (policy search).
-    "run_search": "train.search",
-    "resolve_policy": "train.search",
+    # Models.
+    "get_model": "models",
+    # Trained runs and the whole job.
+    "restore": "experiment",
+    "run": "experiment",
 }
 
-_SUBMODULES = ("ops", "policy", "models", "losses", "data", "train", "evaluate")
+_SUBMODULES = ("ops", "policy", "models", "losses", "data", "train", "evaluate", "experiment",
+               "rng", "parallel")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -20,7 +20,8 @@ def lazy_exports(package: str, namespace: dict[str, Any], exports: Mapping[str, 
     submodules: submodule names that are themselves public attributes.
 
   Returns:
-    ``(__all__, __getattr__, __dir__)`` to assign in the package.
+    ``(__all__, __getattr__, __dir__)`` to assign in the package; ``__all__``
+    lists ``exports`` only.
   """
   submodules = tuple(submodules)
   names = sorted(list(exports) + list(submodules))
@@ -38,4 +39,5 @@ def lazy_exports(package: str, namespace: dict[str, Any], exports: Mapping[str, 
   def dir_() -> list[str]:
     return names
 
-  return names, getattr_, dir_
+  # __all__ is the exported names; the submodules are attributes (and in dir()) too.
+  return sorted(exports), getattr_, dir_

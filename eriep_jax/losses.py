@@ -23,7 +23,7 @@ import jax.numpy as jnp
 __all__ = ["cross_entropy", "critic_loss", "eriep_loss", "gradient_penalty", "gradient_penalty_at",
            "policy_loss", "sync_reference"]
 
-_REDUCTIONS = ("example", "batch")
+REDUCTIONS = ("example", "batch")
 
 
 def cross_entropy(logits: jax.typing.ArrayLike,
@@ -100,8 +100,8 @@ def eriep_loss(logits_clean: jax.typing.ArrayLike,
   if isinstance(alpha, (int, float)) and not alpha >= 0:
     raise ValueError(f"alpha must be >= 0, got {alpha}; Eq. (9) weights |L_N - L_R| by a "
                      "non-negative alpha (try 0.5).")
-  if reduction not in _REDUCTIONS:
-    raise ValueError(f"unknown reduction {reduction!r}; use one of {_REDUCTIONS}.")
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}.")
   logits_clean = jnp.asarray(logits_clean)
   logits_ref = jnp.asarray(logits_ref)
   if logits_clean.shape != logits_ref.shape:

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from eriep_jax import ops as ops_lib
+from eriep_jax import rng
 
 _JSON_FORMAT = "eriep_jax.policy/v1"
 _MODES = ("soft", "hard")
@@ -596,16 +597,113 @@ def discretize(params: PolicyParams) -> Policy:
   return Policy(subpolicies=subs)
 
 
+def selection_entropy(params: PolicyParams) -> jax.Array:
+  """Entropy (nats) of each stage's op-selection weights, averaged over sub-policies.
+
+  Args:
+    params: a `PolicyParams`.
+
+  Returns:
+    float32 array of shape (K,): for stage k, mean over the L sub-policies of
+    -sum_n w_{l,k,n} log w_{l,k,n}. log(N) means uniform, 0 one-hot.
+  """
+  w = constrain(params).selection
+  logw = jnp.log(jnp.where(w > 0, w, 1.0))
+  return jnp.mean(-jnp.sum(w * logw, axis=-1), axis=0)
+
+
+def selection_stats(params: PolicyParams) -> dict[str, jax.Array]:
+  """How far the policy is from its start: jit-able scalars for logging.
+
+  Returns:
+    ``entropy_stage{k}`` (`selection_entropy` of stage k), ``selected_probability``
+    and ``selected_magnitude``: the mean over (L, K) of p and mu of each
+    stage's top-1 op by W, i.e. of the discretised policy.
+  """
+  out = {f"entropy_stage{k}": h for k, h in enumerate(selection_entropy(params))}
+  _, prob, mag = _hard_tables(params)
+  out["selected_probability"] = jnp.mean(prob)
+  out["selected_magnitude"] = jnp.mean(mag)
+  return out
+
+
+def random_policy(seed: int, config: Any = None) -> Policy:
+  """A random discrete policy, the control for a searched one.
+
+  Every stage of every sub-policy draws its op uniformly from ``config.ops``
+  and its probability and magnitude uniformly from [0, 1] (the search
+  space's ranges; symmetric ops still get a random sign when applied), from
+  ``numpy.random.default_rng(seed)``. The same seed gives the same policy on
+  every machine.
+
+  Args:
+    seed: a non-negative int (``config.policy.seed``).
+    config: a `PolicyConfig` or mapping (L, K, ops); None means defaults.
+
+  Returns:
+    A `Policy` of L sub-policies of K stages.
+  """
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"policy seed {seed!r} must be a non-negative int, e.g. 0.")
+  cfg = PolicyConfig() if config is None else PolicyConfig.from_config(config)
+  gen = np.random.default_rng(int(seed))
+  subs = []
+  for _ in range(cfg.num_subpolicies):
+    stages = []
+    for _ in range(cfg.num_stages):
+      op = cfg.ops[int(gen.integers(len(cfg.ops)))]
+      prob, mag = gen.uniform(0.0, 1.0, size=2)
+      stages.append(Operation(op, float(prob), float(mag)))
+    subs.append(tuple(stages))
+  return Policy(subpolicies=tuple(subs))
+
+
+_PARAMS_FORMAT = "eriep_jax.policy_params/v1"
+
+
+def params_to_json(params: PolicyParams) -> str:
+  """The raw parameters and static fields as JSON; `params_from_json` reads them back exactly.
+
+  Unlike `Policy.to_json` (the discretised policy), this keeps every op's
+  M, P and W, so a policy searched on one machine continues bit for bit on
+  another (float32 values survive the round trip through JSON's doubles).
+  """
+  _check_params(params)
+  host = jax.device_get(params)
+  return json.dumps({
+      "format": _PARAMS_FORMAT, "ops": list(params.ops),
+      "selection_temperature": float(params.selection_temperature),
+      "bernoulli_temperature": float(params.bernoulli_temperature),
+      **{f: np.asarray(getattr(host, f), np.float32).tolist()
+         for f in ("magnitude", "probability", "weight")}})
+
+
+def params_from_json(text: str) -> PolicyParams:
+  """Parses `params_to_json` output.
+
+  Raises:
+    ValueError: for malformed JSON, another format, an unknown op or
+      inconsistent shapes.
+  """
+  try:
+    data = json.loads(text)
+    if data.get("format") != _PARAMS_FORMAT:
+      raise ValueError(f"format {data.get('format')!r} is not {_PARAMS_FORMAT!r}")
+    params = PolicyParams(
+        **{f: jnp.asarray(np.asarray(data[f], np.float32)) for f in
+           ("magnitude", "probability", "weight")},
+        ops=_check_op_names(data["ops"]),
+        selection_temperature=float(data["selection_temperature"]),
+        bernoulli_temperature=float(data["bernoulli_temperature"]))
+  except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as e:
+    raise ValueError(f"text is not policy-params JSON ({type(e).__name__}: {e}); pass "
+                     "params_to_json() output.") from None
+  _check_params(params)
+  return params
+
+
 def _check_key(key: Any) -> None:
-  if not hasattr(key, "dtype") or not hasattr(key, "shape"):
-    raise TypeError(f"key must be a JAX PRNG key (jax.random.key(0)), got {type(key).__name__}.")
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    if key.shape != ():
-      raise ValueError(f"key has shape {key.shape}; pass a single key, not a batch of keys.")
-    return
-  if key.dtype != jnp.uint32 or key.shape != (2,):
-    raise TypeError(f"key with dtype {key.dtype} and shape {key.shape} is not a PRNG key; "
-                    "use jax.random.key(seed) or jax.random.PRNGKey(seed).")
+  rng.check_key(key, "the EPM", scalar=True)
 
 
 def _check_params(params: Any) -> None:

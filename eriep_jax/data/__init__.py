@@ -15,6 +15,8 @@ from eriep_jax._lazy import lazy_exports
 # public name -> submodule that defines it.
 _EXPORTS = {
     "DatasetInfo": "sources",
+    "SOURCES": "sources",
+    "check_data_config": "sources",
     "get_dataset_info": "pipeline",
     "train_iterator": "pipeline",
     "eval_iterator": "pipeline",

@@ -217,6 +217,31 @@ class TfdsSource:
     return tf.io.decode_image(image, channels=self.channels, expand_animations=False)
 
 
+def tfds_builder_name(name: str) -> str:
+  """The builder of a TFDS name ``name[/config][:version]``, e.g. ``cifar10_corrupted``."""
+  return str(name).split(":", 1)[0].split("/", 1)[0]
+
+
+def check_data_config(data_config) -> None:
+  """Checks ``config.data``'s source and, for TFDS, the builder name, before any compute.
+
+  TFDS names may carry a config and a version (``cifar10_corrupted/gaussian_noise_5``,
+  ``cifar10:3.0.2``); only the builder is looked up.
+
+  Raises:
+    ValueError: naming the bad value and the fix.
+  """
+  if data_config.source not in SOURCES:
+    raise ValueError(f"unknown data.source {data_config.source!r}; use one of {SOURCES}.")
+  if data_config.source == "tfds":
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = tfds_builder_name(data_config.name)
+    if not builder or builder not in tfds.list_builders():
+      raise ValueError(f"unknown TFDS dataset {data_config.name!r}; use a TFDS name such as "
+                       "'cifar10' or 'cifar10_corrupted/gaussian_noise_5', or "
+                       "data.source='folder' with data.root.")
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt):
   if source == "demo":

@@ -4,7 +4,7 @@
 perturbation of ``config.eval`` on every batch, with exact counts (padding is
 masked out, so the denominator is the true test-set size). Randomness is
 per example: image i of the split is perturbed with
-``fold_in(fold_in(PRNGKey(config.eval.seed), i), crc32(name))``, so the counts
+``fold_in(fold_in(purpose_key(config.eval.seed, 'eval'), i), crc32(name))``, so the counts
 do not depend on the batch size, the device count, the number of processes or
 which other perturbations are scored.
 
@@ -19,27 +19,29 @@ import os
 import zlib
 from typing import Any, Sequence
 
-import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-__all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "evaluate_workdir",
-           "markdown_table", "write_comparison", "plot_noise_sweep", "TABLE_COLUMNS"]
+from eriep_jax import parallel
+from eriep_jax import rng
+
+__all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "markdown_table",
+           "write_comparison", "plot_noise_sweep", "noise_name", "TABLE_COLUMNS"]
 
 # The demo's and the README's table: Table 3's columns plus Fig. 3's noise level.
 TABLE_COLUMNS = ("clean", "perturb1", "perturb2", "perturb3", "noise_0.2")
 
 
-def _noise_name(std: float) -> str:
+def noise_name(std: float) -> str:
   return f"noise_{float(std):g}"
 
 
 def eval_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The perturbation names scored: ``eval.perturbations`` then the noise sweep."""
   names = list(config.eval.perturbations)
-  names += [_noise_name(s) for s in config.eval.noise_stds if _noise_name(s) not in names]
+  names += [noise_name(s) for s in config.eval.noise_stds if noise_name(s) not in names]
   return tuple(names)
 
 
@@ -114,8 +116,8 @@ def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
   from eriep_jax import data  # pylint: disable=g-import-not-at-top
   names = eval_names(config)
   p_step = _eval_step(model, names)
-  rvars = flax.jax_utils.replicate(variables)
-  base = jax.random.PRNGKey(config.eval.seed)
+  rvars = parallel.replicate(variables)
+  base = rng.purpose_key(int(config.eval.seed), "eval")
   totals = np.zeros(len(names) + 1, np.float64)
   for batch in data.eval_iterator(config, split, batch_size=config.eval_batch_size):
     batch = {k: batch[k] for k in ("image", "label", "mask", "index")}
@@ -146,7 +148,7 @@ def plot_noise_sweep(rows: dict[str, dict[str, float]], stds: Sequence[float],
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for name, acc in rows.items():
-    ax.plot(list(stds), [acc[_noise_name(s)] for s in stds], marker="o", label=name)
+    ax.plot(list(stds), [acc[noise_name(s)] for s in stds], marker="o", label=name)
   ax.set_xlabel("Gaussian noise std")
   ax.set_ylabel("test accuracy (%)")
   ax.set_title(title)
@@ -158,8 +160,20 @@ def plot_noise_sweep(rows: dict[str, dict[str, float]], stds: Sequence[float],
 
 
 def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model: Any,
-                       variables: Any, step: int | None = None) -> dict[str, Any]:
+                       variables: Any, step: int | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
   """Runs ``robustness_sweep`` and writes ``workdir/eval/results.{json,md}`` and the plot.
+
+  ``results.json`` is written last and atomically (a rename), so its presence
+  marks a finished run.
+
+  Args:
+    config: the run's config.
+    workdir: the run's workdir.
+    model: the classifier.
+    variables: its variables on the host.
+    step: the trained step, recorded.
+    extra: more JSON-able fields for ``results.json`` (seed, training means, ...).
 
   Returns:
     The results dict (as written to ``results.json``).
@@ -168,12 +182,11 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   results = {
       "method": config.method, "reference": config.reference, "model": config.model.name,
       "width": config.model.width, "dataset": f"{config.data.source}:{config.data.name}",
-      "step": step, "alpha": config.alpha, "sync_freq": config.sync_freq, **sweep,
+      "step": step, "alpha": config.alpha, "sync_freq": config.sync_freq,
+      **(extra or {}), **sweep,
   }
   out = os.path.join(workdir, "eval")
   os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
   columns = eval_names(config)
   table = markdown_table({config.method: sweep["accuracy"]}, columns)
   with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
@@ -183,6 +196,10 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   if len(stds) > 1 and config.get("write_plots", True):
     plot_noise_sweep({config.method: sweep["accuracy"]}, stds,
                      os.path.join(out, "noise_sweep.png"), title=config.model.name)
+  tmp = os.path.join(out, "results.json.tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=2)
+  os.replace(tmp, os.path.join(out, "results.json"))
   return results
 
 
@@ -203,50 +220,3 @@ def write_comparison(config: ml_collections.ConfigDict, workdir: str,
     plot_noise_sweep(rows, stds, os.path.join(workdir, "comparison_noise.png"),
                      title=config.model.name)
   return table
-
-
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """``--mode=eval``: restores the latest checkpoint of ``workdir`` and evaluates it.
-
-  With ``config.compare_methods`` each ``workdir/<method>`` is evaluated and
-  the comparison table is rewritten.
-
-  Raises:
-    ValueError: if the workdir has no checkpoint or one from another config.
-  """
-  import copy  # pylint: disable=g-import-not-at-top
-  from eriep_jax import data  # pylint: disable=g-import-not-at-top
-  from eriep_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  from eriep_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from eriep_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  loop.check_config(config)
-  methods = tuple(config.get("compare_methods", ()) or ())
-  if methods:
-    results = {}
-    for m in methods:
-      sub = copy.deepcopy(config)
-      with sub.unlocked():
-        sub.method = m
-        sub.compare_methods = ()
-      results[m] = evaluate_workdir(sub, os.path.join(workdir, m))
-    print(write_comparison(config, workdir, results), flush=True)
-    return results
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config)
-  try:
-    if checkpointer.latest_step() is None:
-      raise ValueError(f"workdir {workdir} has no checkpoint to evaluate; train first with "
-                       "--mode=train or point --workdir at a trained run.")
-    info = data.get_dataset_info(config)
-    model = loop.build_model(config, info.num_classes)
-    abstract = state_lib.create_train_state(
-        model, loop._abstract_policy(config, jax.random.PRNGKey(0)),  # pylint: disable=protected-access
-        jax.random.PRNGKey(config.seed), image_shape=tuple(info.image_shape),
-        tx=state_lib.make_optimizer(config, 1), policy_tx=state_lib.make_policy_optimizer(config))
-    state, meta = checkpointer.restore(abstract)
-  finally:
-    checkpointer.close()
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return evaluate_and_write(config, workdir, model=model, variables=variables,
-                            step=int(meta["step"]))

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from eriep_jax import rng
+
 
 def check_images(images: Any, *, name: str = "images") -> jax.Array:
   """Checks the image contract and returns the images as a `jax.Array`.
@@ -108,27 +110,5 @@ def check_magnitude(magnitude: Any, batch_size: int) -> jax.Array:
 
 
 def check_key(key: Any, op_name: str) -> jax.Array:
-  """Checks that a random op received a PRNG key.
-
-  Args:
-    key: a `jax.random.key` or a legacy uint32 key of shape (2,).
-    op_name: the op's name, for the error message.
-
-  Returns:
-    The key, unchanged.
-
-  Raises:
-    ValueError: the key is None.
-    TypeError: the key is not a PRNG key.
-  """
-  if key is None:
-    raise ValueError(
-        f"{op_name} is random and needs a key; pass `key=jax.random.key(0)` "
-        "(or a key split from your step key).")
-  dtype = getattr(key, "dtype", None)
-  if dtype is None or not (jnp.issubdtype(dtype, jax.dtypes.prng_key) or
-                           (dtype == jnp.uint32 and np.shape(key)[-1:] == (2,))):
-    raise TypeError(
-        f"{op_name} got key={key!r}, which is not a PRNG key; pass "
-        "`jax.random.key(seed)`.")
-  return key
+  """Checks that a random op received a PRNG key (``eriep_jax.rng.check_key``)."""
+  return rng.check_key(key, op_name)

@@ -1,8 +1,10 @@
 """Training: the stage-2 state, step and loop (this package) and stage-1 search (``search``).
 
     from eriep_jax import train
-    results = train.run(config, workdir)             # what launch.py --mode=train calls
     out = train.train(config, workdir)               # one method: state + logged history
+
+The whole job (search, every method and seed, evaluation, report) is
+``eriep_jax.experiment.run``; this package knows nothing of evaluation.
 
 Submodules are imported lazily so that ``import eriep_jax.train.search`` does
 not pull in the stage-2 loop and vice versa.
@@ -20,8 +22,6 @@ _EXPORTS = {
     "check_config": "loop",
     "build_model": "loop",
     "train": "loop",
-    "train_and_evaluate": "loop",
-    "run": "loop",
     "Checkpointer": "checkpoint",
     "config_fingerprint": "checkpoint",
 }

@@ -1,10 +1,23 @@
 """Orbax checkpoints of the whole stage-2 run, with a config fingerprint.
 
 A checkpoint holds the unreplicated ``TrainState`` (N, R, the policy, both
-optimizer states, the step and the base key) and a JSON record with the data
-position (the number of batches consumed, which ``train_iterator(start_step=)``
-resumes from), the config and its fingerprint. A workdir whose checkpoint was
-written by a different model or config is refused before anything is written.
+optimizer states, the step and the base key) and a JSON record (``meta``)
+with:
+
+- ``format``: ``FORMAT``; a checkpoint without it comes from another library
+  version and is refused with one sentence;
+- ``data_position`` (the number of batches consumed, which
+  ``train_iterator(start_step=)`` resumes from) and ``step``;
+- ``fingerprint`` and ``math_fields`` (the fields that change the weights);
+- ``config``: the run's whole config, so that ``eriep_jax.restore(workdir)``
+  needs none from the caller;
+- ``policy``: the policy's static fields (ops, L, K, temperatures), so that a
+  run that started from a searched or JSON policy resumes with its own shape
+  and op order, whatever ``config.policy`` says;
+- ``num_classes`` and ``image_shape``, and whatever else the caller adds.
+
+A workdir whose checkpoint was written by a different model or config is
+refused before anything is written.
 """
 
 import hashlib
@@ -16,12 +29,15 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-__all__ = ["CheckpointMismatchError", "config_fingerprint", "Checkpointer"]
+__all__ = ["CheckpointMismatchError", "config_fingerprint", "math_fields", "Checkpointer",
+           "FORMAT"]
+
+FORMAT = "eriep_jax.train_checkpoint/v2"
 
 # Fields that do not change the trained weights: they may differ on resume.
 _NON_MATH_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "eval",
                     "eval_batch_size", "data.data_dir", "data.root", "data.archive",
-                    "compare_methods", "write_plots")
+                    "compare_methods", "seeds", "write_plots", "preemption_check_every_steps")
 
 
 class CheckpointMismatchError(ValueError):
@@ -39,7 +55,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def _math_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def math_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The flattened config fields that change the trained weights, sorted by name."""
   flat = _flatten(config.to_dict())
   return {k: v for k, v in sorted(flat.items())
           if not any(k == f or k.startswith(f + ".") for f in _NON_MATH_FIELDS)}
@@ -47,7 +64,7 @@ def _math_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def config_fingerprint(config: ml_collections.ConfigDict) -> str:
   """A sha256 over every config field that changes the trained weights."""
-  blob = json.dumps(_math_fields(config), sort_keys=True, default=str)
+  blob = json.dumps(math_fields(config), sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -56,15 +73,16 @@ class Checkpointer:
 
   Args:
     directory: ``<workdir>/checkpoints``.
-    config: the run's config; its fingerprint is stored and checked.
+    config: the run's config; its fingerprint is stored and checked. None
+      opens a checkpoint read-only, whatever config wrote it (``restore``).
     max_to_keep: how many checkpoints to keep.
   """
 
-  def __init__(self, directory: str, config: ml_collections.ConfigDict, *,
+  def __init__(self, directory: str, config: ml_collections.ConfigDict | None, *,
                max_to_keep: int = 2):
     self.directory = os.path.abspath(directory)
     self.config = config
-    self.fingerprint = config_fingerprint(config)
+    self.fingerprint = None if config is None else config_fingerprint(config)
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                                              create=True))
@@ -72,39 +90,75 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def check_compatible(self) -> None:
+  def read_meta(self, step: int | None = None) -> dict[str, Any] | None:
+    """The JSON record of checkpoint ``step`` (default: the latest), or None.
+
+    Raises:
+      CheckpointMismatchError: for a checkpoint of another library version.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    meta = meta["meta"]
+    if meta.get("format") != FORMAT:
+      raise CheckpointMismatchError(
+          f"the checkpoint at step {step} in {self.directory} was written by another version "
+          f"of eriep_jax (format {meta.get('format')!r}, expected {FORMAT!r}); retrain in a "
+          "fresh --workdir or use the version that wrote it. Nothing was overwritten.")
+    return meta
+
+  def check_compatible(self, meta: dict[str, Any] | None = None) -> None:
     """Refuses a workdir whose latest checkpoint has another fingerprint.
+
+    Args:
+      meta: the latest checkpoint's record, if already read.
 
     Raises:
       CheckpointMismatchError: naming the fields that differ.
     """
-    step = self.latest_step()
-    if step is None:
-      return
-    meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    meta = meta["meta"]
-    if meta.get("fingerprint") == self.fingerprint:
+    meta = self.read_meta() if meta is None else meta
+    if meta is None or self.config is None or meta.get("fingerprint") == self.fingerprint:
       return
     old = meta.get("math_fields", {})
-    new = json.loads(json.dumps(_math_fields(self.config), default=str))
+    new = json.loads(json.dumps(math_fields(self.config), default=str))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])
     raise CheckpointMismatchError(
-        f"workdir {os.path.dirname(self.directory)} holds a checkpoint (step {step}) from a "
-        f"different model or config ({shown}); use a fresh --workdir or the original config. "
-        "Nothing was overwritten.")
+        f"workdir {os.path.dirname(self.directory)} holds a checkpoint (step {meta['step']}) "
+        f"from a different model or config ({shown}); use a fresh --workdir or the original "
+        "config. Nothing was overwritten.")
 
-  def save(self, state: Any, *, step: int, data_position: int, force: bool = False) -> None:
-    """Saves an unreplicated, finite ``state`` (blocks until written)."""
-    meta = {"fingerprint": self.fingerprint, "step": int(step),
-            "data_position": int(data_position),
-            "math_fields": json.loads(json.dumps(_math_fields(self.config), default=str))}
+  def save(self, state: Any, *, step: int, data_position: int, force: bool = False,
+           extra: dict[str, Any] | None = None) -> None:
+    """Saves an unreplicated, finite ``state`` (blocks until written).
+
+    Args:
+      state: the host ``TrainState``.
+      step: the step number (the checkpoint's name).
+      data_position: batches consumed so far.
+      force: overwrite a checkpoint of the same step.
+      extra: more JSON-able fields for the record (``policy``, ``num_classes``, ...).
+    """
+    meta = dict(extra or {})
+    meta.update({"format": FORMAT, "fingerprint": self.fingerprint, "step": int(step),
+                 "data_position": int(data_position),
+                 "math_fields": json.loads(json.dumps(math_fields(self.config), default=str)),
+                 "config": json.loads(self.config.to_json_best_effort())})
     self._manager.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
     self._manager.wait_until_finished()
 
-  def restore(self, abstract_state: Any) -> tuple[Any, dict[str, Any]] | None:
+  def restore(self, abstract_state: Any, *, meta: dict[str, Any] | None = None,
+              check: bool = True) -> tuple[Any, dict[str, Any]] | None:
     """Restores the latest checkpoint into ``abstract_state``'s structure.
+
+    Args:
+      abstract_state: a pytree of arrays or ``jax.ShapeDtypeStruct`` (e.g. from
+        ``jax.eval_shape``); leaves without a sharding are put on the first
+        local device.
+      meta: the latest record, if already read (it is not read again).
+      check: refuse a checkpoint from another config (``check_compatible``).
 
     Returns:
       ``(state, meta)`` or None when the workdir has no checkpoint.
@@ -112,11 +166,20 @@ class Checkpointer:
     step = self.latest_step()
     if step is None:
       return None
-    self.check_compatible()
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    meta = self.read_meta(step) if meta is None else meta
+    if check:
+      self.check_compatible(meta)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def target(x):
+      x = ocp.tree.to_shape_dtype_struct(x) if not isinstance(x, jax.ShapeDtypeStruct) else x
+      if getattr(x, "sharding", None) is None:
+        x = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+      return x
+
     out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    return out["state"], out["meta"]
+        state=ocp.args.StandardRestore(jax.tree.map(target, abstract_state))))
+    return out["state"], meta
 
   def close(self) -> None:
     self._manager.close()

@@ -1,20 +1,29 @@
 """The stage-2 training loop: pmap steps, logging, orbax checkpoints, resume.
 
-Entry points (``launch.py`` calls ``run``)::
+Entry points (``eriep_jax.experiment`` drives them)::
 
-  results = run(config, workdir)                 # train (+ compare_methods) + evaluate
   out = train(config, workdir)                   # one method, returns state and history
   check_config(config)                           # every bad value, before compute
 
 A rerun with the same workdir resumes from the latest checkpoint (state, data
-position and key), and reproduces the straight run exactly. A checkpoint from
-a different model or config is refused. SIGTERM (cluster preemption) saves a
-checkpoint and returns.
+position and key), and reproduces the straight run exactly. The policy's
+shape and op order come from the checkpoint, not from ``config.policy``. A
+checkpoint from a different model or config is refused. SIGTERM (cluster
+preemption) saves a checkpoint and returns; with several processes they agree
+on the step to stop at first (``preemption_check_every_steps``).
+
+Keys: ``jax.random.key(config.seed)`` is the root (stored in the state); step
+t uses ``fold_in(purpose_key(root, 'steps'), t)`` and N's initial weights the
+``'init'`` purpose key (``eriep_jax.rng``).
+
+Every logged window is also appended to ``<workdir>/history.jsonl`` (trimmed
+to the checkpoint's step on resume), so the means over the whole run survive
+interruptions.
 """
 
-import copy
 import dataclasses
 import functools
+import json
 import math
 import os
 import signal
@@ -22,20 +31,29 @@ import time
 from typing import Any, Callable
 
 from absl import logging
+from clu import metrics as clu_metrics
+from clu import periodic_actions
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from eriep_jax import data
+from eriep_jax import losses
+from eriep_jax import models
+from eriep_jax import parallel
+from eriep_jax import policy as policy_lib
+from eriep_jax import rng
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
 from eriep_jax.train import writers
 
-__all__ = ["check_config", "build_model", "train", "train_and_evaluate", "run", "TrainResult"]
+__all__ = ["check_config", "build_model", "train", "TrainResult", "abstract_policy",
+           "policy_meta", "read_history", "HISTORY_FILE"]
 
-_REDUCTIONS = ("example", "batch")
-_SOURCES = ("tfds", "folder", "demo")
+HISTORY_FILE = "history.jsonl"
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("constant", "step")
 
@@ -51,12 +69,14 @@ class TrainResult:
     step: the number of completed steps.
     finished: False if the run stopped early (SIGTERM or ``stop_after_steps``).
     model: the classifier (built without a BN axis name, for evaluation).
+    wall_time_s: training seconds over all sessions of the run (resumes added up).
   """
   state: Any
   history: list[dict[str, float]]
   step: int
   finished: bool
   model: Any
+  wall_time_s: float = 0.0
 
 
 def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
@@ -65,15 +85,14 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
   Raises:
     ValueError: one sentence naming the bad value and the fix.
   """
-  from eriep_jax import models  # pylint: disable=g-import-not-at-top
   num_devices = jax.device_count() if num_devices is None else num_devices
   if config.method not in step_lib.METHODS:
     raise ValueError(f"unknown method {config.method!r}; use one of {step_lib.METHODS}.")
   if config.reference not in step_lib.REFERENCES:
     raise ValueError(f"unknown reference {config.reference!r}; use one of "
                      f"{step_lib.REFERENCES}.")
-  if config.reduction not in _REDUCTIONS:
-    raise ValueError(f"unknown reduction {config.reduction!r}; use one of {_REDUCTIONS}.")
+  if config.reduction not in losses.REDUCTIONS:
+    raise ValueError(f"unknown reduction {config.reduction!r}; use one of {losses.REDUCTIONS}.")
   if not (isinstance(config.alpha, (int, float)) and math.isfinite(config.alpha)
           and config.alpha >= 0):
     raise ValueError(f"alpha={config.alpha!r} must be a finite number >= 0 (Eq. 9); e.g. 0.5.")
@@ -82,13 +101,7 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
     raise ValueError(f"sync_freq={config.sync_freq!r} must be an int >= 1; e.g. 100.")
   if config.model.name.lower() not in models.list_models():
     raise ValueError(f"unknown model {config.model.name!r}; use one of {models.list_models()}.")
-  if config.data.source not in _SOURCES:
-    raise ValueError(f"unknown data.source {config.data.source!r}; use one of {_SOURCES}.")
-  if config.data.source == "tfds":
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    if config.data.name not in tfds.list_builders():
-      raise ValueError(f"unknown TFDS dataset {config.data.name!r}; use a TFDS name such as "
-                       "'cifar10', or data.source='folder' with data.root.")
+  data.check_data_config(config.data)
   for name, value in (("batch_size", config.batch_size),
                       ("eval_batch_size", config.eval_batch_size)):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -110,17 +123,18 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
   for name in ("log_every_steps", "checkpoint_every_steps"):
     if config[name] < 1:
       raise ValueError(f"{name}={config[name]!r} must be >= 1.")
-  methods = tuple(config.get("compare_methods", ()) or ())
-  for m in methods:
-    if m not in step_lib.METHODS:
-      raise ValueError(f"unknown method {m!r} in compare_methods; use names from "
-                       f"{step_lib.METHODS}.")
+  source = config.policy.source
+  if not isinstance(source, str) or not source:
+    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
+                     f"{source!r}.")
+  if config.method == "augment" and config.policy.source == "init":
+    logging.warning("method='augment' with policy.source='init': the hard policy applies "
+                    "each stage's first op (all W are 0), %s.", config.policy.ops[0])
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, *,
                 bn_axis_name: str | None = None):
   """The classifier from ``config.model`` (N and R share it)."""
-  from eriep_jax import models  # pylint: disable=g-import-not-at-top
   options = {k: v for k, v in config.model.items() if k != "name"}
   if isinstance(options.get("mean"), list):
     options["mean"] = tuple(options["mean"])
@@ -129,36 +143,55 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, *,
   return models.get_model(config.model.name, num_classes, bn_axis_name=bn_axis_name, **options)
 
 
-def _initial_policy(config, policy_workdir, key):
-  """The stage-1 policy: ``resolve_policy``, reusing a finished search."""
-  from eriep_jax.train import search  # pylint: disable=g-import-not-at-top
-  searched = os.path.join(policy_workdir, "search")
-  if config.policy.source == "search" and os.path.isdir(os.path.join(searched,
-                                                                     search.CHECKPOINT_DIR)):
-    return search.load_policy(searched, config)
-  return search.resolve_policy(config, policy_workdir, key)
+def policy_meta(params: policy_lib.PolicyParams) -> dict[str, Any]:
+  """The policy's static fields, as stored in a checkpoint's record."""
+  return {"ops": list(params.ops), "num_subpolicies": int(params.num_subpolicies),
+          "num_stages": int(params.num_stages),
+          "selection_temperature": float(params.selection_temperature),
+          "bernoulli_temperature": float(params.bernoulli_temperature)}
 
 
-def _abstract_policy(config, key):
-  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
-  return policy.init_policy(key, config.policy)
+def abstract_policy(meta: dict[str, Any]) -> policy_lib.PolicyParams:
+  """A zero policy of the shape, op order and temperatures that ``policy_meta`` recorded."""
+  shape = (int(meta["num_subpolicies"]), int(meta["num_stages"]), len(meta["ops"]))
+  zeros = jnp.zeros(shape, jnp.float32)
+  return policy_lib.PolicyParams(
+      magnitude=zeros, probability=zeros, weight=zeros, ops=tuple(meta["ops"]),
+      selection_temperature=float(meta["selection_temperature"]),
+      bernoulli_temperature=float(meta["bernoulli_temperature"]))
 
 
-def replicate(tree: Any) -> Any:
-  """Copies a host pytree to every local device, laid out as ``jax.pmap`` outputs are.
+def read_history(path: str, upto: int) -> list[dict[str, float]]:
+  """The logged windows of ``path`` with step <= ``upto`` (a torn last line is dropped)."""
+  out = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          entry = json.loads(line)
+        except json.JSONDecodeError:
+          break
+        if entry.get("step", upto + 1) <= upto:
+          out.append(entry)
+  return out
 
-  ``flax.jax_utils.replicate`` names its mesh axis differently from pmap's
-  outputs, which makes the second pmap call compile the step again.
-  """
-  devices = jax.local_devices()
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("batch",)),
-                                        jax.sharding.PartitionSpec("batch"))
-  return jax.tree.map(
-      lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
 
+class _WindowMetrics:
+  """The step metrics averaged over one logging window, with ``clu.metrics.Average``."""
 
-def _unreplicate(tree):
-  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+  def __init__(self, averages: dict[str, clu_metrics.Average]):
+    self.averages = averages
+
+  @classmethod
+  def from_model_output(cls, values: dict[str, float]) -> "_WindowMetrics":
+    return cls({k: clu_metrics.Average.from_model_output(np.float32(v))
+                for k, v in values.items()})
+
+  def merge(self, other: "_WindowMetrics") -> "_WindowMetrics":
+    return _WindowMetrics({k: a.merge(other.averages[k]) for k, a in self.averages.items()})
+
+  def compute(self) -> dict[str, float]:
+    return {k: float(a.compute()) for k, a in self.averages.items()}
 
 
 class _Stop:
@@ -174,7 +207,7 @@ class _Stop:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *,
-          policy_workdir: str | None = None,
+          initial_policy: policy_lib.PolicyParams | None = None,
           stop_after_steps: int | None = None,
           perturb_fn: Callable[..., jax.Array] | None = None) -> TrainResult:
   """Stage 2 (Algorithm 1, "TRAIN NETWORK") for one method, with resume.
@@ -182,7 +215,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   Args:
     config: the experiment config (checked with ``check_config`` first).
     workdir: checkpoints in ``workdir/checkpoints``, metrics in ``workdir``.
-    policy_workdir: where a stage-1 search lives (default: ``workdir``).
+    initial_policy: the policy stage 2 starts from (a searched, random or
+      loaded one; ``eriep_jax.experiment`` resolves ``config.policy.source``).
+      None: ``init_policy(config.policy)`` for ``source='init'`` or the policy
+      loaded from a path. Ignored on resume: the checkpoint has the policy.
     stop_after_steps: stop (and checkpoint) once this many steps are done in
       total, as a preemption would; the next call resumes.
     perturb_fn: replaces ``eriep_jax.policy.perturb`` (tests).
@@ -194,11 +230,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: for a bad config or an incompatible workdir.
     FloatingPointError: on a non-finite loss; the last good checkpoint is kept.
   """
-  from eriep_jax import data  # pylint: disable=g-import-not-at-top
   check_config(config)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config)
-  checkpointer.check_compatible()   # before anything is written
+  meta = checkpointer.read_meta()
+  checkpointer.check_compatible(meta)   # before anything is written
+  resuming = meta is not None
 
   info = data.get_dataset_info(config)
   total_steps = state_lib.num_train_steps(config, data.steps_per_epoch(config))
@@ -208,34 +245,55 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   model = build_model(config, info.num_classes)
   pmodel = build_model(config, info.num_classes, bn_axis_name="batch")
 
-  base_key = jax.random.PRNGKey(config.seed)
-  resuming = checkpointer.latest_step() is not None
-  policy_key = jax.random.fold_in(base_key, 2)
-  policy_params = (_abstract_policy(config, policy_key) if resuming else
-                   _initial_policy(config, policy_workdir or workdir, policy_key))
-  it = data.train_iterator(config, start_step=0) if not resuming else None
+  root = jax.random.key(config.seed)
+  steps_key = rng.purpose_key(root, "steps")
   image_shape = tuple(info.image_shape)
-  state = state_lib.create_train_state(model, policy_params, base_key, image_shape=image_shape,
-                                       tx=tx, policy_tx=policy_tx)
-  start = 0
   if resuming:
-    state, meta = checkpointer.restore(state)
+    if "policy" not in meta:
+      raise ckpt_lib.CheckpointMismatchError(
+          f"the checkpoint in {checkpointer.directory} records no policy shape; retrain in a "
+          "fresh --workdir. Nothing was overwritten.")
+    abstract = jax.eval_shape(functools.partial(
+        state_lib.create_train_state, model, image_shape=image_shape, tx=tx,
+        policy_tx=policy_tx), abstract_policy(meta["policy"]), jax.random.key_data(root))
+    state, meta = checkpointer.restore(abstract, meta=meta)
     start = int(meta["data_position"])
     logging.info("resuming from step %d in %s", start, workdir)
-    it = data.train_iterator(config, start_step=start)
+  else:
+    if initial_policy is None:
+      if config.policy.source == "init":
+        initial_policy = policy_lib.init_policy(rng.purpose_key(root, "policy"), config.policy)
+      elif config.policy.source in ("search", "random"):
+        raise ValueError(f"policy.source={config.policy.source!r} is resolved by "
+                         "eriep_jax.experiment.run (or launch.py); pass initial_policy= to "
+                         "train() when calling it directly.")
+      else:
+        from eriep_jax.train import search  # pylint: disable=g-import-not-at-top
+        initial_policy = search.load_policy(config.policy.source, config)
+    state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
+                                         tx=tx, policy_tx=policy_tx)
+    start = 0
+  it = data.train_iterator(config, start_step=start)
+  record = {"policy": policy_meta(state.policy_params), "num_classes": int(info.num_classes),
+            "image_shape": list(image_shape), "total_steps": int(total_steps)}
+  wall_before = float(meta.get("wall_time_s", 0.0)) if resuming else 0.0
 
   step_fn = step_lib.make_train_step(config, model=pmodel, tx=tx, policy_tx=policy_tx,
                                      learning_rate_fn=lr_fn, axis_name="batch",
                                      perturb_fn=perturb_fn)
   p_step = jax.pmap(step_fn, axis_name="batch", in_axes=(0, 0, None), donate_argnums=(0,))
-  host_key = np.asarray(jax.device_get(state.key))
-  rstate = replicate(state)
+  rstate = parallel.replicate(state)
   del state
 
   is_main = jax.process_index() == 0
   writer = writers.create_writer(workdir, just_logging=not is_main)
+  history_path = os.path.join(workdir, HISTORY_FILE)
+  full_history = read_history(history_path, start) if resuming else []
+  if is_main:
+    with open(history_path, "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(h) + "\n" for h in full_history)
   if start == 0:
-    writer.write_hparams({k: str(v) for k, v in ckpt_lib._math_fields(config).items()})  # pylint: disable=protected-access
+    writer.write_hparams({k: str(v) for k, v in ckpt_lib.math_fields(config).items()})
   stopper = _Stop()
   old_handler = None
   try:
@@ -248,11 +306,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     progress = tqdm.tqdm(total=total_steps, initial=start, desc=f"train {config.method}",
                          unit="step", dynamic_ncols=True, mininterval=1.0)
 
-  history, window = [], []
+  history = []
   last_good_ckpt = checkpointer.latest_step()
   step, pending = start, None
-  t_log, n_log = time.perf_counter(), 0
-  global_batch = config.batch_size
+  t_start = time.perf_counter()
+  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=config.log_every_steps, every_secs=None)
+  window = None
+  check_every = int(config.get("preemption_check_every_steps", 10))
 
   def fetch(pending):
     s, m = pending
@@ -264,45 +325,64 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           f"in {checkpointer.directory}; lower optimizer.learning_rate or alpha and rerun.")
     return s, m
 
+  def add(m):
+    nonlocal window
+    update = _WindowMetrics.from_model_output(m)
+    window = update if window is None else window.merge(update)
+
   def save(step):
     nonlocal last_good_ckpt
-    checkpointer.save(_unreplicate(rstate), step=step, data_position=step, force=True)
+    wall = wall_before + time.perf_counter() - t_start
+    checkpointer.save(parallel.unreplicate(rstate), step=step, data_position=step, force=True,
+                      extra=dict(record, wall_time_s=wall))
     last_good_ckpt = step
+
+  def should_stop(step):
+    if stop_after_steps is not None and step >= stop_after_steps:
+      return True
+    if jax.process_count() == 1:
+      return stopper.requested
+    # Every process must stop at the same step, or the others hang in the
+    # step's collectives: they compare their flags every check_every steps.
+    if step % check_every:
+      return False
+    flags = multihost_utils.process_allgather(np.int32(stopper.requested))
+    return bool(np.max(flags))
 
   finished = True
   try:
     while step < total_steps:
-      if stopper.requested or (stop_after_steps is not None and step >= stop_after_steps):
+      if should_stop(step):
         finished = False
         break
       batch = next(it)
-      key = jax.random.fold_in(host_key, step)
-      rstate, metrics = p_step(rstate, batch, key)
+      rstate, metrics = p_step(rstate, batch, jax.random.fold_in(steps_key, step))
       step += 1
       if pending is not None:   # one step behind, so the host never stalls the device
-        window.append(fetch(pending)[1])
+        add(fetch(pending)[1])
       pending = (step, metrics)
       if progress is not None:
         progress.update(1)
       if step % config.log_every_steps == 0 or step == total_steps or \
           step % config.checkpoint_every_steps == 0:
-        window.append(fetch(pending)[1])
+        add(fetch(pending)[1])
         pending = None
+      report(step)   # steps/s, to the writer
       if step % config.log_every_steps == 0 or step == total_steps:
-        dt = time.perf_counter() - t_log
-        n = len(window) + n_log
-        logged = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-        logged["steps_per_sec"] = n / dt
-        logged["images_per_sec"] = n * global_batch / dt
+        logged = window.compute()
         writer.write_scalars(step, logged)
+        logged["elapsed_s"] = wall_before + time.perf_counter() - t_start
         history.append(dict(step=step, **logged))
+        if is_main:
+          with open(history_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(history[-1]) + "\n")
         if progress is not None:
           progress.set_postfix(loss=f"{logged['loss']:.4f}", acc=f"{logged['accuracy']:.3f}")
-        window, n_log, t_log = [], 0, time.perf_counter()
+        window = None
       if step % config.checkpoint_every_steps == 0 and step < total_steps:
         save(step)
     if pending is not None:
-      window.append(fetch(pending)[1])
+      add(fetch(pending)[1])
     if step > 0 and checkpointer.latest_step() != step:
       save(step)
   finally:
@@ -312,44 +392,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     if old_handler is not None:
       signal.signal(signal.SIGTERM, old_handler)
     checkpointer.close()
-  return TrainResult(state=_unreplicate(rstate), history=history, step=step,
-                     finished=finished and step >= total_steps, model=model)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       policy_workdir: str | None = None) -> dict[str, Any]:
-  """Trains one method, then evaluates it (``workdir/eval/results.json``)."""
-  from eriep_jax import evaluate  # pylint: disable=g-import-not-at-top
-  out = train(config, workdir, policy_workdir=policy_workdir)
-  if not out.finished:
-    logging.warning("training stopped at step %d before the end; rerun to resume.", out.step)
-    return {"finished": False, "step": out.step}
-  variables = {"params": out.state.params}
-  if out.state.batch_stats:
-    variables["batch_stats"] = out.state.batch_stats
-  return evaluate.evaluate_and_write(config, workdir, model=out.model, variables=variables,
-                                     step=out.step)
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """The main job: train and evaluate ``config.method`` or each of
-  ``config.compare_methods`` (in ``workdir/<method>``), then print and write a
-  comparison table (``workdir/comparison.{json,md}``).
-  """
-  from eriep_jax import evaluate  # pylint: disable=g-import-not-at-top
-  check_config(config)
-  methods = tuple(config.get("compare_methods", ()) or ())
-  if not methods:
-    return train_and_evaluate(config, workdir)
-  results = {}
-  for m in methods:
-    sub = copy.deepcopy(config)
-    with sub.unlocked():
-      sub.method = m
-      sub.compare_methods = ()
-    results[m] = train_and_evaluate(sub, os.path.join(workdir, m), policy_workdir=workdir)
-    if not results[m].get("finished", True):
-      return results
-  table = evaluate.write_comparison(config, workdir, results)
-  print(table, flush=True)
-  return results
+  wall = wall_before + time.perf_counter() - t_start
+  return TrainResult(state=parallel.unreplicate(rstate), history=history, step=step,
+                     finished=finished and step >= total_steps, model=model, wall_time_s=wall)

@@ -40,6 +40,7 @@ critic step).
 """
 
 import functools
+import json
 import os
 import pathlib
 import time
@@ -47,7 +48,6 @@ from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import flax
-import flax.jax_utils
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -56,18 +56,22 @@ import optax
 
 from eriep_jax import losses
 from eriep_jax import ops as ops_lib
+from eriep_jax import parallel
 from eriep_jax import policy as policy_lib
+from eriep_jax import rng
 from eriep_jax.train import writers
 
 __all__ = [
     "SearchState", "create_search_state", "make_search_step", "search_step", "run_search",
-    "resolve_policy", "load_policy", "save_policy", "params_from_policy", "selection_entropy",
+    "resolve_policy", "load_policy", "save_policy", "params_from_policy",
     "check_search_config",
 ]
 
 CHECKPOINT_DIR = "policy_checkpoint"
 POLICY_JSON = "policy.json"
 SUMMARY_TXT = "policy_summary.txt"
+PARAMS_JSON = "policy_params.json"
+SEARCH_LOG = "search_log.json"
 GRID_PNG = "policy_grid.png"
 
 
@@ -135,21 +139,6 @@ def check_search_config(config: ml_collections.ConfigDict, *, num_devices: int =
 
 def _adam(s: ml_collections.ConfigDict) -> optax.GradientTransformation:
   return optax.adam(s.learning_rate, b1=s.b1, b2=s.b2)
-
-
-def selection_entropy(params: Any) -> jax.Array:
-  """Entropy (nats) of each stage's op-selection weights, averaged over sub-policies.
-
-  Args:
-    params: a :class:`~eriep_jax.policy.PolicyParams`.
-
-  Returns:
-    float32 array of shape (K,): for stage k, mean over the L sub-policies of
-    -sum_n w_{l,k,n} log w_{l,k,n}. log(N) means uniform, 0 one-hot.
-  """
-  w = policy_lib.constrain(params).selection
-  logw = jnp.log(jnp.where(w > 0, w, 1.0))
-  return jnp.mean(-jnp.sum(w * logw, axis=-1), axis=0)
 
 
 def _critic_apply(critic_module, variables, images, *, train: bool):
@@ -273,7 +262,7 @@ def search_step(state: SearchState,
       "ce_fake": p_aux["ce_fake"],
       "epm_loss": c_aux["wasserstein"] + eps * (c_aux["ce_real"] + p_aux["ce_fake"]),
   }
-  for k, h in enumerate(selection_entropy(new_policy)):
+  for k, h in enumerate(policy_lib.selection_entropy(new_policy)):
     metrics[f"entropy_stage{k}"] = h
   new_state = state.replace(step=state.step + 1, policy=new_policy, critic=critic_vars,
                             policy_opt_state=policy_opt_state, critic_opt_state=critic_opt_state)
@@ -351,15 +340,16 @@ def make_search_step(config: ml_collections.ConfigDict, critic_module: Any, *,
     train_policy: False cuts the policy's gradients (control runs).
 
   Returns:
-    A function of a replicated state, a batch of shape (devices, B, ...) and a
-    replicated key; ``axis_name='batch'``; the state is donated.
+    A function of a replicated state (``eriep_jax.parallel.replicate``), a
+    batch of shape (devices, B, ...) and one key (broadcast to every device);
+    ``axis_name='batch'``; the state is donated.
   """
   check_search_config(config, num_devices=1)
   tx = _adam(config.search)
   step = functools.partial(search_step, critic_module=critic_module, critic_tx=tx, policy_tx=tx,
                            eps=float(config.search.eps), lambda_gp=float(config.search.lambda_gp),
                            train_policy=train_policy, axis_name="batch")
-  return jax.pmap(step, axis_name="batch", donate_argnums=(0,))
+  return jax.pmap(step, axis_name="batch", in_axes=(0, 0, None), donate_argnums=(0,))
 
 
 def _num_steps(config: ml_collections.ConfigDict, num_train: Optional[int]) -> tuple[int, int]:
@@ -402,10 +392,11 @@ def save_policy(params: Any, workdir: os.PathLike, *, images: Optional[np.ndarra
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   paths = {"checkpoint": workdir / CHECKPOINT_DIR, "json": workdir / POLICY_JSON,
-           "summary": workdir / SUMMARY_TXT}
+           "summary": workdir / SUMMARY_TXT, "params": workdir / PARAMS_JSON}
   params = jax.device_get(params)
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(paths["checkpoint"], _policy_to_tree(params), force=True)
+  paths["params"].write_text(policy_lib.params_to_json(params), encoding="utf-8")
   discrete = policy_lib.discretize(params)
   paths["json"].write_text(discrete.to_json(), encoding="utf-8")
   table = discrete.summary()
@@ -427,9 +418,12 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   estimate, the gradient penalty, both losses and each stage's op-weight
   entropy every ``search.log_every_steps`` steps, with a progress line.
 
-  Writes to ``workdir``: ``policy_checkpoint/`` (orbax), ``policy.json``
+  Writes to ``workdir``: ``policy_checkpoint/`` (orbax), ``policy_params.json``
+  (the raw parameters, exact and small enough to commit), ``policy.json``
   (the discretised :class:`~eriep_jax.policy.Policy`), ``policy_summary.txt``
-  (also printed) and ``policy_grid.png``.
+  (also printed), ``policy_grid.png`` and ``search_log.json`` (the logged
+  metrics and the wall time). The search uses ``config.search.seed`` (not the
+  run's ``config.seed``), so one searched policy serves every seed of a sweep.
 
   Args:
     config: the experiment config.
@@ -451,16 +445,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   info = data_lib.get_dataset_info(config)
   total_steps, examples = _num_steps(config, info.num_train)
 
-  key = jax.random.key(config.seed)
+  seed = int(s.get("seed", 0))
+  key = rng.purpose_key(seed, "search")
   key_init, key_steps, key_grid = jax.random.split(key, 3)
   state, critic_module = create_search_state(config, key_init, tuple(info.image_shape),
                                              info.num_classes, **_model_options(config))
   step_fn = make_search_step(config, critic_module,
                              train_policy=s.get("train_policy", True))
-  state = flax.jax_utils.replicate(state, axis_name="batch")
-  keys = flax.jax_utils.replicate(key_steps, axis_name="batch")
+  state = parallel.replicate(state)
 
-  batches = data_lib.train_iterator(config, seed=config.seed, num_examples=examples,
+  batches = data_lib.train_iterator(config, seed=seed, num_examples=examples,
                                     batch_size=s.batch_size)
   writer = writers.create_writer(str(workdir), just_logging=jax.process_index() > 0)
   log_every = max(1, int(s.get("log_every_steps", config.get("log_every_steps", 50))))
@@ -469,23 +463,31 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
                total_steps, s.batch_size, num_devices, examples)
   start = last = time.perf_counter()
   last_step = 0
+  log = []
   for step in range(1, total_steps + 1):
     batch = next(batches)
     if grid_images is None:
       grid_images = np.asarray(jax.device_get(batch["image"]))[0][:8]
-    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]}, keys)
+    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]},
+                             key_steps)
     if step % log_every == 0 or step == total_steps:
-      metrics = {k: float(v) for k, v in flax.jax_utils.unreplicate(metrics).items()}
+      metrics = {k: float(v) for k, v in parallel.unreplicate(metrics).items()}
       now = time.perf_counter()
       rate = (step - last_step) * s.batch_size / max(now - last, 1e-9)
       metrics["images_per_sec"] = rate
       writer.write_scalars(step, metrics)
+      log.append(dict(step=step, **metrics))
       if config.get("progress", True):
         print(_progress_line(step, total_steps, metrics, rate), flush=True)
       last, last_step = now, step
   writer.flush()
-  logging.info("stage-1 search done in %.1f s", time.perf_counter() - start)
-  params = jax.device_get(flax.jax_utils.unreplicate(state.policy))
+  wall = time.perf_counter() - start
+  logging.info("stage-1 search done in %.1f s", wall)
+  params = parallel.unreplicate(state.policy)
+  # The log is written before the policy: a policy file marks a finished search.
+  (workdir / SEARCH_LOG).write_text(json.dumps(
+      {"num_steps": total_steps, "num_examples": examples, "batch_size": s.batch_size,
+       "seed": seed, "wall_time_s": wall, "log": log}, indent=1), encoding="utf-8")
   save_policy(params, workdir, images=grid_images, key=key_grid)
   return params
 
@@ -564,10 +566,10 @@ def params_from_policy(policy: Any, config: Any = None) -> Any:
 
 
 def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] = None) -> Any:
-  """Loads a searched policy: a policy checkpoint dir, a search workdir or a JSON Policy.
+  """Loads a searched policy: a policy checkpoint dir, a search workdir or a JSON file.
 
-  A checkpoint restores the raw parameters exactly (ops and temperatures
-  included). A JSON :class:`~eriep_jax.policy.Policy` holds only the
+  A checkpoint or a ``policy_params.json`` restores the raw parameters exactly
+  (ops and temperatures included); a search workdir is read in that order. A JSON :class:`~eriep_jax.policy.Policy` holds only the
   discretised policy; it is embedded with :func:`params_from_policy`.
 
   Args:
@@ -586,11 +588,13 @@ def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] =
     raise ValueError(f"policy path {str(path)!r} does not exist; point config.policy.source "
                      "at a policy.json or a policy_checkpoint dir written by --mode=search.")
   if path.is_dir() and not _is_checkpoint(path):
-    if _is_checkpoint(path / CHECKPOINT_DIR):
-      path = path / CHECKPOINT_DIR
-    elif (path / POLICY_JSON).is_file():
-      path = path / POLICY_JSON
+    for name in (CHECKPOINT_DIR, PARAMS_JSON, POLICY_JSON):
+      if (path / name).exists() and (name != CHECKPOINT_DIR or _is_checkpoint(path / name)):
+        path = path / name
+        break
   try:
+    if path.is_file() and '"eriep_jax.policy_params/' in path.read_text(encoding="utf-8"):
+      return policy_lib.params_from_json(path.read_text(encoding="utf-8"))
     if path.is_file():
       discrete = policy_lib.Policy.from_json(path.read_text(encoding="utf-8"))
       return params_from_policy(discrete, None if config is None else config.policy)
@@ -619,17 +623,23 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,
 
   Returns:
     :class:`~eriep_jax.policy.PolicyParams`: ``'init'`` -> ``init_policy``;
-    ``'search'`` -> :func:`run_search` first; any other string -> the policy
-    loaded from that path (:func:`load_policy`).
+    ``'search'`` -> :func:`run_search` first; ``'random'`` -> the discrete
+    ``random_policy(config.policy.seed)`` embedded with
+    :func:`params_from_policy`; any other string -> the policy loaded from
+    that path (:func:`load_policy`).
 
   Raises:
     ValueError: for an empty source, or a missing/corrupt path (naming it).
   """
   source = config.policy.source
   if not isinstance(source, str) or not source:
-    raise ValueError(f"config.policy.source must be 'init', 'search' or a path, got {source!r}.")
+    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
+                     f"{source!r}.")
   if source == "init":
     return policy_lib.init_policy(key, config.policy)
   if source == "search":
     return run_search(config, pathlib.Path(workdir) / "search")
+  if source == "random":
+    return params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
+                                                       config.policy), config.policy)
   return load_policy(source, config)

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from eriep_jax import rng
+
 __all__ = ["TrainState", "create_train_state", "make_optimizer", "make_policy_optimizer",
            "learning_rate_schedule", "num_train_steps"]
 
@@ -103,7 +105,9 @@ def create_train_state(model: flax.linen.Module, policy_params: Any, key: jax.ty
   Args:
     model: the classifier (N and R share the architecture).
     policy_params: the EPM's initial params (``init_policy`` or stage 1).
-    key: the run's base key, raw uint32 key data of shape (2,) or a typed key.
+    key: the run's root key (``jax.random.key(config.seed)``), typed or raw
+      uint32 data; it is stored raw in ``state.key``. N's weights come from
+      its ``'init'`` purpose key (``eriep_jax.rng.purpose_key``).
     image_shape: (H, W, C) of one image.
     tx: N's optax transformation.
     policy_tx: the policy's optax transformation.
@@ -121,7 +125,8 @@ def create_train_state(model: flax.linen.Module, policy_params: Any, key: jax.ty
   # threefry, which dominated the start-up of small runs.
   @jax.jit
   def init(key, policy_params):
-    words = jnp.concatenate([key, jax.random.fold_in(key, 0x1217)]).astype(jnp.uint32)
+    init_key = jax.random.key_data(rng.purpose_key(key, "init"))
+    words = jnp.concatenate([init_key, jax.random.fold_in(init_key, 0x1217)]).astype(jnp.uint32)
     init_key = jax.random.wrap_key_data(words, impl="rbg")
     variables = model.init(init_key, jnp.zeros((1,) + tuple(image_shape), jnp.float32),
                            train=False)

@@ -26,17 +26,13 @@ import optax
 from flax import linen as nn
 
 from eriep_jax import losses
+from eriep_jax import policy as policy_lib
 from eriep_jax.train.state import TrainState
 
 __all__ = ["METHODS", "REFERENCES", "train_step", "make_train_step"]
 
 METHODS = ("eriep", "standard", "augment")
 REFERENCES = ("frozen", "live")
-
-
-def _default_perturb(policy_params, images, key, *, mode):
-  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
-  return policy.perturb(policy_params, images, key, mode=mode)
 
 
 def _pmean(tree, axis_name):
@@ -80,15 +76,23 @@ def train_step(state: TrainState,
     perturb_fn: ``fn(policy_params, images, key, *, mode)``; defaults to
       ``eriep_jax.policy.perturb``.
 
+  With ``reference='live'`` R's forward pass runs with N's params in
+  inference mode (running batch statistics), so N gets the extra gradient
+  alpha * sign(L_N - L_R) * dL_R/dparams through x_p's branch.
+
   Returns:
-    ``(new_state, metrics)``; metrics are averaged over devices. A non-finite
+    ``(new_state, metrics)``; metrics are averaged over devices, plus the
+    policy's ``selection_stats`` after the update (entropy per stage, mean p
+    and mu of the selected ops), which show the EPM's drift. A non-finite
     loss or gradient leaves the state unchanged and sets ``finite`` to 0, so
     a NaN state never exists to be saved.
   """
-  perturb = perturb_fn or _default_perturb
+  perturb = perturb_fn or policy_lib.perturb
   key = jnp.asarray(key)
   if axis_name is not None:
     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+  # The EPM's draws use `key` itself; dropout/drop-path (ConvNeXt) gets its own.
+  dropout_key = jax.random.fold_in(key, 0x64726F70)
   images, labels = batch["image"], batch["label"]
   train_policy = method == "eriep"
 
@@ -98,7 +102,8 @@ def train_step(state: TrainState,
       x_in = jax.lax.stop_gradient(perturb(policy_params, images, key, mode="hard"))
     else:
       x_in = images
-    logits, updates = model.apply(variables, x_in, train=True, mutable=["batch_stats"])
+    logits, updates = model.apply(variables, x_in, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": dropout_key})
     aux = {}
     if method == "eriep":
       x_p = perturb(policy_params, images, key, mode="soft")
@@ -139,6 +144,8 @@ def train_step(state: TrainState,
   else:
     policy_params, policy_opt_state = state.policy_params, state.policy_opt_state
   metrics = _pmean(metrics, axis_name)
+  # The EPM's drift in stage 2 (identical on every device after the pmean'd update).
+  metrics.update(policy_lib.selection_stats(policy_params))
 
   step = state.step + 1
   ref_params, ref_batch_stats = state.ref_params, state.ref_batch_stats

@@ -1,0 +1,431 @@
+"""The report beside the paper: seeded means, paired differences, verdicts and figures.
+
+``write_report(workdir)`` reads every finished run below ``workdir`` (each
+``<...>/eval/results.json``, so a committed results folder works as well as a
+live workdir) and writes ``<workdir>/report/``: ``report.json``,
+``report.md``, ``fig2_noise.png`` (accuracy against Gaussian-noise std, one
+line per variant with a band of one std over seeds), ``fig3_depth.png``
+(accuracy at noise 0.2 against depth, when runs of several depths exist),
+``policy_drift.png`` (the EPM's drift during stage 2) and copies of the
+searched and random policies' grids.
+
+Statistics. For each (model, variant, column): the mean and the sample std
+(ddof = 1) over seeds, with n. For each variant, the paired difference from
+``standard`` at the same seed (and from ``eriep`` for the random-policy
+control), with a 95% Student-t interval mean +- t_{0.975, n-1} s / sqrt(n).
+
+Verdicts, per paper claim (a column of Table 3 or Fig. 2 with a published
+ERIEP - standard difference d_paper), from the interval [lo, hi]:
+
+- ``inconclusive``: the interval contains 0 (also when it contains d_paper
+  too: such an interval cannot tell the two apart; a deliberate reading of
+  the issue's rules, which overlap there), or n < 2;
+- ``reproduced``: it contains d_paper and excludes 0;
+- ``same direction, smaller`` / ``larger``: it excludes 0 and d_paper, on
+  d_paper's side of 0;
+- ``contradicted``: it excludes 0 on the other side.
+
+The published numbers ship with the package (``paper_results.json``, a copy
+of the paper's Tables 3-4 and Fig. 2 values with their table and column
+names). matplotlib is imported inside the plotting functions, so that
+``import eriep_jax.evaluate`` does not pull it in.
+"""
+
+import collections
+import glob
+import json
+import math
+import os
+import shutil
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["paper_results", "collect", "t_quantile", "mean_std", "paired_difference",
+           "verdict", "summarize", "write_report", "PAPER_COLUMNS"]
+
+# Our column -> the paper's (Table 3 row names; Fig. 2's approximate noise values).
+PAPER_COLUMNS = {"clean": ("table3_cifar10", "none"), "perturb1": ("table3_cifar10", "perturb1"),
+                 "perturb2": ("table3_cifar10", "perturb2"),
+                 "perturb3": ("table3_cifar10", "perturb3"),
+                 "noise_0": ("fig2_gaussian_noise_cifar10", "noise_std_0.0"),
+                 "noise_0.4": ("fig2_gaussian_noise_cifar10", "noise_std_0.4")}
+
+# Two-sided 95% quantiles t_{0.975, df} for df = 1..30 (Student's t).
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def paper_results() -> dict[str, Any]:
+  """The paper's published numbers (a copy of shared/paper/paper_results.json)."""
+  with open(os.path.join(os.path.dirname(__file__), "paper_results.json"),
+            encoding="utf-8") as f:
+    return json.load(f)
+
+
+def t_quantile(df: int) -> float:
+  """t_{0.975, df}: the 95% two-sided Student-t quantile (normal beyond df = 30)."""
+  if df < 1:
+    raise ValueError(f"df={df} must be >= 1; an interval needs at least 2 seeds.")
+  if df <= len(_T975):
+    return _T975[df - 1]
+  # Cornish-Fisher expansion around the normal quantile; within 1e-4 for df > 30.
+  z = 1.959964
+  return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+  """``{'mean', 'std', 'n'}``; std with ddof = 1 (nan for n = 1)."""
+  v = np.asarray(values, np.float64)
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+          "n": int(v.size)}
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
+  """a - b over the seeds both have: mean, std, n, 95% t half-width and interval."""
+  seeds = sorted(set(a) & set(b))
+  if not seeds:
+    return None
+  d = np.asarray([a[s] - b[s] for s in seeds], np.float64)
+  out = {"seeds": seeds, "differences": d.tolist(), **mean_std(d)}
+  if d.size > 1:
+    half = t_quantile(d.size - 1) * out["std"] / math.sqrt(d.size)
+    out.update(half_width=float(half), low=float(out["mean"] - half),
+               high=float(out["mean"] + half))
+  else:
+    out.update(half_width=math.nan, low=math.nan, high=math.nan)
+  return out
+
+
+def verdict(diff: dict[str, Any] | None, paper_diff: float | None) -> str:
+  """The verdict on one claim (see the module docstring)."""
+  if diff is None:
+    return "not measured"
+  if diff["n"] < 2 or not math.isfinite(diff["low"]):
+    return "inconclusive"
+  lo, hi = diff["low"], diff["high"]
+  if lo <= 0 <= hi:
+    return "inconclusive"
+  if paper_diff is None:
+    return "positive" if lo > 0 else "negative"
+  if lo <= paper_diff <= hi:
+    return "reproduced"
+  if (lo > 0) == (paper_diff > 0):
+    return "same direction, larger" if abs(diff["mean"]) > abs(paper_diff) else \
+        "same direction, smaller"
+  return "contradicted"
+
+
+def collect(workdir: str) -> list[dict[str, Any]]:
+  """Every finished run's results below ``workdir``, with ``run`` (its relative path)."""
+  out = []
+  for path in sorted(glob.glob(os.path.join(workdir, "**", "eval", "results.json"),
+                               recursive=True)):
+    if os.sep + "report" + os.sep in path:
+      continue
+    with open(path, encoding="utf-8") as f:
+      r = json.load(f)
+    r["run"] = os.path.relpath(os.path.dirname(os.path.dirname(path)), workdir)
+    r.setdefault("variant", r.get("method"))
+    r.setdefault("seed", 0)
+    out.append(r)
+  return out
+
+
+def _columns(results: Iterable[dict[str, Any]]) -> list[str]:
+  cols = []
+  for r in results:
+    for c in r["accuracy"]:
+      if c not in cols:
+        cols.append(c)
+  return cols
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+  """Means/stds per (model, variant, column) and paired differences per model."""
+  by = collections.defaultdict(lambda: collections.defaultdict(dict))
+  for r in results:
+    by[r["model"]][r["variant"]][int(r["seed"])] = r
+  columns = _columns(results)
+  summary = {}
+  for model, variants in by.items():
+    stats = {v: {c: mean_std([runs[s]["accuracy"][c] for s in sorted(runs)
+                              if c in runs[s]["accuracy"]])
+                 for c in columns} for v, runs in variants.items()}
+    diffs = {}
+    for v, runs in variants.items():
+      for base in ("standard", "eriep"):
+        if v == base or base not in variants or (base == "eriep" and "random" not in v):
+          continue
+        acc = {c: paired_difference(
+            {s: r["accuracy"][c] for s, r in runs.items() if c in r["accuracy"]},
+            {s: r["accuracy"][c] for s, r in variants[base].items() if c in r["accuracy"]})
+               for c in columns}
+        diffs[f"{v} - {base}"] = acc
+    summary[model] = {"stats": stats, "differences": diffs,
+                      "seeds": {v: sorted(runs) for v, runs in variants.items()}}
+  return {"columns": columns, "models": summary}
+
+
+def _paper_diff(paper: dict[str, Any], model: str, column: str) -> tuple[float, float, float] | None:
+  """(standard, eriep, eriep - standard) in the paper for our ``column``, or None."""
+  if column not in PAPER_COLUMNS:
+    return None
+  table, row = PAPER_COLUMNS[column]
+  block = paper.get(table, {})
+  if table == "table3_cifar10":
+    if model not in block.get("models", []):
+      return None
+    i = block["models"].index(model)
+    std, eri = block[row]["standard"][i], block[row]["eriep"][i]
+  else:
+    if model != "cnn8" or row not in block:   # Fig. 2 is the 8-layer CNN
+      return None
+    std, eri = block[row]["standard"], block[row]["eriep"]
+  return float(std), float(eri), float(eri - std)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+  return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _verdicts(summary: dict[str, Any], paper: dict[str, Any]) -> list[dict[str, Any]]:
+  out = []
+  for model, m in summary["models"].items():
+    for name, cols in m["differences"].items():
+      variant, base = name.split(" - ")
+      if base != "standard" or not variant.startswith("eriep"):
+        continue
+      for c, d in cols.items():
+        p = _paper_diff(paper, model, c)
+        if p is None or d is None:
+          continue
+        v = verdict(d, p[2])
+        interval = (f"{d['mean']:+.1f} +- {d['half_width']:.1f}" if d["n"] > 1 else
+                    f"{d['mean']:+.1f} (no interval)")
+        line = (f"{c}, {model} {variant} - standard: {interval} points over {d['n']} seeds "
+                f"(paper: {p[2]:+.1f}): {v}")
+        out.append({"model": model, "variant": variant, "column": c, "verdict": v,
+                    "ours": d, "paper_standard": p[0], "paper_eriep": p[1],
+                    "paper_difference": p[2], "line": line})
+  return out
+
+
+def _protocol(results: list[dict[str, Any]]) -> str:
+  r = results[0]
+  p = r.get("protocol", {})
+  return (f"{r['model']} at width {r.get('width')}, {p.get('num_train_steps', r.get('step'))} "
+          f"steps ({p.get('num_epochs', '?')} epochs) of batch {p.get('batch_size', '?')}, "
+          f"{p.get('optimizer', '?')} lr {p.get('learning_rate', '?')}, train augmentation "
+          f"{p.get('train_augment', '?')}, on {r.get('dataset')} ({r['num_examples']} test images)")
+
+
+def _markdown(summary, verdicts, results, main_model) -> str:
+  lines = ["# eriep_jax report", ""]
+  lines.append(f"Protocol: {_protocol([r for r in results if r['model'] == main_model])}. "
+               "The paper: width 1, 50 epochs (Table 3), mean of 3 runs. Accuracies in %; "
+               "mean +- std over seeds (n).")
+  lines.append("")
+  for model, m in summary["models"].items():
+    cols = [c for c in summary["columns"]]
+    lines += [f"## {model}", "", "| variant | n | " + " | ".join(cols) + " |",
+              "|---|---:|" + "---:|" * len(cols)]
+    for v, st in m["stats"].items():
+      n = len(m["seeds"][v])
+      cells = [f"{_fmt(st[c]['mean'])} +- {_fmt(st[c]['std'])}" if st[c]["n"] else "-"
+               for c in cols]
+      lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
+    if m["differences"]:
+      lines += ["", "Paired differences (points), mean [95% t-interval]:", "",
+                "| difference | n | " + " | ".join(cols) + " |",
+                "|---|---:|" + "---:|" * len(cols)]
+      for name, dcols in m["differences"].items():
+        cells = []
+        n = 0
+        for c in cols:
+          d = dcols.get(c)
+          if d is None:
+            cells.append("-")
+            continue
+          n = d["n"]
+          cells.append(f"{d['mean']:+.2f} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+  lines += ["## Verdicts against the paper", ""]
+  if verdicts:
+    lines += [f"- {v['line']}" for v in verdicts]
+  else:
+    lines.append("- none yet: no ERIEP and standard runs of a paper model share a seed.")
+  lines.append("")
+  return "\n".join(lines)
+
+
+def _plot_fig2(summary, model, path) -> bool:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  stats = summary["models"][model]["stats"]
+  cols = [c for c in summary["columns"] if c.startswith("noise_")]
+  if len(cols) < 2:
+    return False
+  stds = [float(c[len("noise_"):]) for c in cols]
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for v, st in stats.items():
+    mean = np.asarray([st[c]["mean"] for c in cols])
+    sd = np.nan_to_num(np.asarray([st[c]["std"] for c in cols]))
+    ax.plot(stds, mean, marker="o", label=f"{v} (n={st[cols[0]]['n']})")
+    ax.fill_between(stds, mean - sd, mean + sd, alpha=0.15)
+  ax.set_xlabel("Gaussian noise std")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(f"Fig. 2: {model}, mean +- 1 std over seeds")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def _depth(model: str) -> int | None:
+  if model.startswith("cnn") and model[3:].isdigit():
+    return int(model[3:])
+  return None
+
+
+def _plot_fig3(summary, path, column="noise_0.2") -> bool:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  models = sorted((m for m in summary["models"] if _depth(m)), key=_depth)
+  if len(models) < 2 or column not in summary["columns"]:
+    return False
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  for v in ("standard", "eriep"):
+    pts = [(_depth(m), summary["models"][m]["stats"][v][column]) for m in models
+           if v in summary["models"][m]["stats"]]
+    if not pts:
+      continue
+    ax.errorbar([p[0] for p in pts], [p[1]["mean"] for p in pts],
+                yerr=[np.nan_to_num(p[1]["std"]) for p in pts], marker="o", capsize=3, label=v)
+  ax.set_xlabel("depth (conv layers)")
+  ax.set_ylabel(f"accuracy at {column} (%)")
+  ax.set_title("Fig. 3: depth ablation, mean +- 1 std")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def _plot_drift(results, model, path) -> bool:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = [r for r in results if r["model"] == model and r.get("policy_drift")
+          and r.get("method") == "eriep"]
+  if not runs:
+    return False
+  keys = ["selected_probability", "selected_magnitude", "entropy_stage0"]
+  fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+  colors = {}
+  for r in runs:
+    v = r["variant"]
+    color = colors.setdefault(v, f"C{len(colors)}")
+    steps = [h["step"] for h in r["policy_drift"]]
+    for ax, k in zip(axes, keys):
+      ax.plot(steps, [h.get(k, np.nan) for h in r["policy_drift"]], color=color, alpha=0.8,
+              label=v if r["seed"] == min(x["seed"] for x in runs if x["variant"] == v) else None)
+  for ax, k in zip(axes, keys):
+    ax.set_title(k.replace("_", " "))
+    ax.set_xlabel("stage-2 step")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle(f"The EPM's drift during stage 2 ({model}; one line per seed)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+def _policy_changes(results) -> list[dict[str, Any]]:
+  """How far each eriep run's final discretised policy is from its start."""
+  out = []
+  for r in results:
+    start, final = r.get("initial_policy"), r.get("final_policy")
+    if r.get("method") != "eriep" or not start or not final:
+      continue
+    a = [op for sub in start["subpolicies"] for op in sub]
+    b = [op for sub in final["subpolicies"] for op in sub]
+    out.append({"run": r["run"], "variant": r["variant"], "seed": r["seed"],
+                "ops_changed": sum(x["op"] != y["op"] for x, y in zip(a, b)),
+                "stages": len(a),
+                "mean_probability_change": float(np.mean([y["probability"] - x["probability"]
+                                                          for x, y in zip(a, b)])),
+                "mean_magnitude_change": float(np.mean([y["magnitude"] - x["magnitude"]
+                                                        for x, y in zip(a, b)]))})
+  return out
+
+
+def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
+  """Builds ``<workdir>/report/`` from the finished runs below ``workdir``.
+
+  Args:
+    workdir: a sweep's workdir or a committed results folder.
+    config: the sweep's config; its ``model.name`` picks the main model
+      (default: the model with the most runs).
+
+  Returns:
+    ``{'summary', 'verdicts', 'markdown', 'files'}`` (also in report.json).
+
+  Raises:
+    ValueError: if no finished run is found (naming what to run first).
+  """
+  results = collect(workdir)
+  if not results:
+    raise ValueError(f"no finished run below {workdir!r} (no eval/results.json); train first "
+                     f"with python launch.py --config=... --workdir={workdir} --mode=train.")
+  paper = paper_results()
+  summary = summarize(results)
+  counts = collections.Counter(r["model"] for r in results)
+  main = config.model.name if config is not None and config.model.name in counts else \
+      counts.most_common(1)[0][0]
+  verdicts = _verdicts(summary, paper)
+  out_dir = os.path.join(workdir, "report")
+  os.makedirs(out_dir, exist_ok=True)
+  files = {}
+  if _plot_fig2(summary, main, os.path.join(out_dir, "fig2_noise.png")):
+    files["fig2"] = "fig2_noise.png"
+  if _plot_fig3(summary, os.path.join(out_dir, "fig3_depth.png")):
+    files["fig3"] = "fig3_depth.png"
+  if _plot_drift(results, main, os.path.join(out_dir, "policy_drift.png")):
+    files["drift"] = "policy_drift.png"
+  for name, sub in (("searched_policy", "search"), ("random_policy", "random_policy")):
+    grid = os.path.join(workdir, sub, "policy_grid.png")
+    if os.path.isfile(grid):
+      shutil.copyfile(grid, os.path.join(out_dir, f"{name}_grid.png"))
+      files[name] = f"{name}_grid.png"
+  markdown = _markdown(summary, verdicts, results, main)
+  if files:
+    markdown += "\n## Figures\n\n" + "\n".join(f"![{k}]({v})" for k, v in files.items()) + "\n"
+  changes = _policy_changes(results)
+  if changes:
+    markdown += ("\n## The EPM after stage 2\n\nStages whose top-1 op changed between the "
+                 "starting and the final discretised policy, and the mean change of the "
+                 "selected ops' p and mu:\n\n| run | ops changed | mean dp | mean dmu |\n"
+                 "|---|---:|---:|---:|\n" + "\n".join(
+                     f"| {c['run']} | {c['ops_changed']}/{c['stages']} | "
+                     f"{c['mean_probability_change']:+.3f} | {c['mean_magnitude_change']:+.3f} |"
+                     for c in changes) + "\n")
+  report = {"workdir": os.path.abspath(workdir), "main_model": main, "summary": summary,
+            "verdicts": verdicts, "policy_changes": changes, "files": files,
+            "runs": [{k: r.get(k) for k in ("run", "model", "variant", "seed", "step",
+                                            "train_wall_time_s", "git_commit")}
+                     for r in results]}
+  with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1, default=lambda x: None)
+  with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+    f.write(markdown)
+  report["markdown"] = markdown
+  return report

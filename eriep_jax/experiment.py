@@ -1,0 +1,433 @@
+r"""The whole job: search -> train every method and seed -> evaluate -> report.
+
+This is the one module that imports both ``train`` and ``evaluate``;
+``launch.py`` calls it::
+
+  results = run(config, workdir)             # --mode=train: Algorithm 1 end to end
+  results = evaluate_workdir(config, workdir)  # --mode=eval: re-score trained runs
+  report = build_report(config, workdir)     # --mode=report
+  trained = restore(workdir)                 # a trained run, for a notebook
+
+Variants. ``config.compare_methods`` lists what to train, each a method name
+with optional modifiers joined by ``_``: ``standard``, ``eriep``, ``augment``,
+``eriep_live`` (``reference='live'``), ``eriep_random`` / ``augment_random``
+(``policy.source='random'``), ``eriep_init`` (``policy.source='init'``).
+Empty: ``config.method`` alone.
+
+Seeds. ``config.seeds = (0, 1, 2)`` trains each variant once per seed into
+``<workdir>/<variant>/seed_<k>`` (the seed sets N's initialisation, the data
+order and the EPM's draws). Without seeds, a comparison trains into
+``<workdir>/<variant>`` and a single method into ``<workdir>`` itself.
+
+Policies. Every variant starts from the policy that its ``policy.source``
+names, prepared once for the whole sweep: ``'search'`` runs stage 1 into
+``<workdir>/search`` (a finished search, one with a ``policy_params.json``,
+is reused, never redone), ``'random'`` writes ``<workdir>/random_policy``,
+``'init'`` is the untrained initial policy and any other string is a path.
+
+A rerun skips every run whose ``eval/results.json`` exists and resumes the
+others from their checkpoints.
+"""
+
+import copy
+import dataclasses
+import functools
+import glob
+import json
+import os
+import pathlib
+import subprocess
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+
+from eriep_jax import data
+from eriep_jax import policy as policy_lib
+from eriep_jax import rng
+from eriep_jax.evaluate import report as report_lib
+from eriep_jax.evaluate import robustness
+from eriep_jax.train import checkpoint as ckpt_lib
+from eriep_jax.train import loop
+from eriep_jax.train import search
+from eriep_jax.train import state as state_lib
+from eriep_jax.train import step as step_lib
+
+__all__ = ["MODIFIERS", "Run", "parse_variant", "variant_config", "run_dirs", "restore",
+           "prepare_policy", "train_and_evaluate", "run", "evaluate_workdir", "build_report",
+           "RESULTS_FILE", "RANDOM_POLICY_DIR"]
+
+RESULTS_FILE = os.path.join("eval", "results.json")
+RANDOM_POLICY_DIR = "random_policy"
+INITIAL_POLICY = "initial_policy.json"   # the run's starting policy, discretised
+
+# modifier -> (config field, value)
+MODIFIERS = {
+    "live": ("reference", "live"),
+    "frozen": ("reference", "frozen"),
+    "random": ("policy.source", "random"),
+    "init": ("policy.source", "init"),
+    "search": ("policy.source", "search"),
+}
+
+
+def parse_variant(name: str) -> tuple[str, dict[str, str]]:
+  """``'eriep_live'`` -> ``('eriep', {'reference': 'live'})``.
+
+  Raises:
+    ValueError: for an unknown method or modifier.
+  """
+  parts = str(name).split("_")
+  if parts[0] not in step_lib.METHODS:
+    raise ValueError(f"unknown method {parts[0]!r} in {name!r}; use one of {step_lib.METHODS}, "
+                     f"optionally with modifiers from {tuple(MODIFIERS)} (e.g. 'eriep_random').")
+  overrides = {}
+  for mod in parts[1:]:
+    if mod not in MODIFIERS:
+      raise ValueError(f"unknown modifier {mod!r} in {name!r}; use modifiers from "
+                       f"{tuple(MODIFIERS)}, e.g. 'eriep_live' or 'augment_random'.")
+    field, value = MODIFIERS[mod]
+    overrides[field] = value
+  return parts[0], overrides
+
+
+def variant_config(config: ml_collections.ConfigDict, variant: str,
+                   seed: int | None = None) -> ml_collections.ConfigDict:
+  """The config of one run: ``variant`` applied, ``seed`` set, no sweep fields."""
+  method, overrides = parse_variant(variant)
+  sub = copy.deepcopy(config)
+  with sub.unlocked():
+    sub.method = method
+    for field, value in overrides.items():
+      node = sub
+      *path, last = field.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = value
+    sub.compare_methods = ()
+    sub.seeds = ()
+    if seed is not None:
+      sub.seed = int(seed)
+  return sub
+
+
+def _variants(config) -> tuple[str, ...]:
+  return tuple(config.get("compare_methods", ()) or ()) or (config.method,)
+
+
+def _seeds(config) -> tuple[int, ...]:
+  return tuple(int(s) for s in (config.get("seeds", ()) or ()))
+
+
+def run_dirs(config: ml_collections.ConfigDict, workdir: str) -> list[tuple[str, int, str]]:
+  """``(variant, seed, run workdir)`` for every run of the job, seed-major."""
+  seeds, compare = _seeds(config), tuple(config.get("compare_methods", ()) or ())
+  if not seeds:
+    if not compare:
+      return [(config.method, int(config.seed), workdir)]
+    return [(v, int(config.seed), os.path.join(workdir, v)) for v in compare]
+  return [(v, s, os.path.join(workdir, v, f"seed_{s}")) for s in seeds for v in _variants(config)]
+
+
+def _check(config) -> None:
+  """Every run's config, before any compute."""
+  seeds = config.get("seeds", ()) or ()
+  for s in seeds:
+    if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+      raise ValueError(f"config.seeds={tuple(seeds)!r} must hold non-negative ints, e.g. "
+                       "(0, 1, 2).")
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"config.seeds={tuple(seeds)!r} lists a seed twice; give each once.")
+  variants = _variants(config)
+  if len(set(variants)) != len(variants):
+    raise ValueError(f"compare_methods={variants!r} lists a variant twice; give each once.")
+  for v in variants:
+    loop.check_config(variant_config(config, v))
+
+
+# --- Policies ---------------------------------------------------------------------------
+
+
+def _finished_search(directory: str) -> bool:
+  return os.path.isfile(os.path.join(directory, search.PARAMS_JSON))
+
+
+def prepare_policy(config: ml_collections.ConfigDict, workdir: str) -> policy_lib.PolicyParams:
+  """The policy that ``config.policy.source`` names, prepared once per job workdir.
+
+  Args:
+    config: a run's config (one variant).
+    workdir: the job's workdir (the sweep's, not the run's).
+
+  Returns:
+    The stage-2 initial :class:`~eriep_jax.policy.PolicyParams`.
+  """
+  source = config.policy.source
+  if source == "search":
+    directory = os.path.join(workdir, "search")
+    if _finished_search(directory):
+      logging.info("reusing the finished stage-1 search in %s", directory)
+      return search.load_policy(directory, config)
+    return search.run_search(config, directory)
+  if source == "random":
+    directory = pathlib.Path(workdir) / RANDOM_POLICY_DIR
+    discrete = policy_lib.random_policy(int(config.policy.get("seed", 0)), config.policy)
+    params = search.params_from_policy(discrete, config.policy)
+    if not (directory / search.PARAMS_JSON).is_file():
+      images = next(iter(data.eval_iterator(config, "test", batch_size=jax.local_device_count()
+                                            * 8)))["image"]
+      images = jax.device_get(images).reshape((-1,) + tuple(images.shape[2:]))[:8]
+      search.save_policy(params, directory, images=images,
+                         key=rng.purpose_key(int(config.policy.get("seed", 0)), "policy"))
+    return params
+  if source == "init":
+    return policy_lib.init_policy(rng.purpose_key(int(config.seed), "policy"), config.policy)
+  return search.load_policy(source, config)
+
+
+# --- One run -------------------------------------------------------------------------------
+
+
+def _git_commit() -> str:
+  try:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__),
+                         capture_output=True, text=True, timeout=10, check=True)
+    return out.stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+_MEAN_KEYS = ("l_n", "l_r", "gap", "frac_ln_gt_lr", "loss", "accuracy")
+_DRIFT_KEYS = ("selected_probability", "selected_magnitude")
+
+
+def training_summary(history: list[dict[str, float]]) -> dict[str, Any]:
+  """Means over the whole run's logged windows, and the EPM's drift series."""
+  means = {}
+  for k in _MEAN_KEYS:
+    values = [h[k] for h in history if k in h]
+    if values:
+      means[f"mean_{k}"] = float(sum(values) / len(values))
+  drift = [{k: v for k, v in h.items() if k == "step" or k in _DRIFT_KEYS
+            or k.startswith("entropy_stage")} for h in history]
+  return {"training": means, "policy_drift": drift}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       initial_policy: policy_lib.PolicyParams | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Trains one run, then evaluates it into ``workdir/eval/results.json``.
+
+  The results record the seed, the method, the policy source, the git commit,
+  the jax version, the wall time, the means of L_N, L_R, |L_N - L_R| and
+  frac(L_N > L_R) over training, the EPM's drift (entropy per stage, mean p
+  and mu of the selected ops) and the final discretised policy.
+  """
+  if initial_policy is not None and not os.path.isfile(os.path.join(workdir, INITIAL_POLICY)):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, INITIAL_POLICY), "w", encoding="utf-8") as f:
+      f.write(policy_lib.discretize(initial_policy).to_json())
+  out = loop.train(config, workdir, initial_policy=initial_policy)
+  if not out.finished:
+    logging.warning("training stopped at step %d before the end; rerun to resume.", out.step)
+    return {"finished": False, "step": out.step}
+  t0 = time.perf_counter()
+  variables = {"params": out.state.params}
+  if out.state.batch_stats:
+    variables["batch_stats"] = out.state.batch_stats
+  history = loop.read_history(os.path.join(workdir, loop.HISTORY_FILE), out.step)
+  initial = os.path.join(workdir, INITIAL_POLICY)
+  if os.path.isfile(initial):
+    with open(initial, encoding="utf-8") as f:
+      extra = dict(extra or {}, initial_policy=json.load(f))
+  record = {
+      "seed": int(config.seed), "policy_source": config.policy.source,
+      "git_commit": _git_commit(), "jax_version": jax.__version__,
+      "num_devices": jax.device_count(), "train_wall_time_s": out.wall_time_s,
+      "protocol": {"batch_size": int(config.batch_size), "num_epochs": config.num_epochs,
+                   "num_train_steps": int(out.step), "optimizer": config.optimizer.name,
+                   "learning_rate": float(config.optimizer.learning_rate),
+                   "train_augment": config.data.train_augment},
+      **training_summary(history),
+      "final_policy": json.loads(policy_lib.discretize(out.state.policy_params).to_json()),
+      **(extra or {}),
+  }
+  record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+  results = robustness.evaluate_and_write(config, workdir, model=out.model, variables=variables,
+                                          step=out.step, extra=dict(record, eval_wall_time_s=None))
+  results["eval_wall_time_s"] = time.perf_counter() - t0
+  path = os.path.join(workdir, RESULTS_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=2)
+  os.replace(path + ".tmp", path)
+  return results
+
+
+def _load_results(workdir: str) -> dict[str, Any] | None:
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """``--mode=train``: Algorithm 1 end to end for every variant and seed.
+
+  Prepares each policy source once (the stage-1 search first, when a variant
+  uses it), then trains and evaluates every run that has no results yet,
+  seed by seed. A comparison without seeds prints and writes
+  ``comparison.{json,md}``; a seeded sweep builds the report when every run
+  is done.
+
+  Returns:
+    ``{run workdir: results}``; an unfinished run (preempted) ends the job
+    with ``{'finished': False, ...}`` as its entry.
+  """
+  _check(config)
+  runs = run_dirs(config, workdir)
+  policies = {}
+  results = {}
+  for variant, seed, rundir in runs:
+    sub = variant_config(config, variant, seed if _seeds(config) else None)
+    done = _load_results(rundir)
+    if done is not None:
+      logging.info("skipping %s (seed %d): %s exists", variant, seed, RESULTS_FILE)
+      results[rundir] = done
+      continue
+    resuming = os.path.isdir(os.path.join(rundir, "checkpoints")) and \
+        ckpt_lib.Checkpointer(os.path.join(rundir, "checkpoints"), None).latest_step() is not None
+    policy = None
+    if not resuming:
+      source = sub.policy.source
+      if source not in policies:
+        policies[source] = prepare_policy(sub, workdir)
+      policy = policies[source]
+    results[rundir] = train_and_evaluate(sub, rundir, initial_policy=policy,
+                                         extra={"variant": variant})
+    if not results[rundir].get("finished", True):
+      return results
+  if _seeds(config):
+    out = build_report(config, workdir)
+    print(out["markdown"], flush=True)
+  elif config.get("compare_methods"):
+    table = robustness.write_comparison(config, workdir,
+                                        {v: results[d] for v, _, d in runs})
+    print(table, flush=True)
+  return results
+
+
+# --- Trained runs ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run, opened by :func:`restore`.
+
+  Attributes:
+    model: the classifier (Flax module, inference with ``train=False``).
+    variables: N's ``{'params', 'batch_stats'?}``.
+    policy: the EPM's :class:`~eriep_jax.policy.PolicyParams` at that step.
+    config: the run's whole config, as trained.
+    step: the checkpoint's step.
+    workdir: the run's workdir.
+    state: the whole ``TrainState`` (R, optimizer states, key).
+  """
+  model: Any
+  variables: dict[str, Any]
+  policy: policy_lib.PolicyParams
+  config: ml_collections.ConfigDict
+  step: int
+  workdir: str
+  state: Any
+
+
+def restore(workdir: str) -> Run:
+  """Opens a trained run from its workdir alone: model, variables, policy, config, step.
+
+  The checkpoint's record holds the whole config and the policy's static
+  fields; the restore target is built with ``jax.eval_shape`` (no real
+  initialisation).
+
+  Raises:
+    FileNotFoundError: the workdir does not exist.
+    ValueError: it has no checkpoint (the sentence lists the trained runs
+      below it, if any), or one from another library version.
+  """
+  workdir = str(workdir)
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
+                            "trained run.")
+  ckdir = os.path.join(workdir, "checkpoints")
+  checkpointer = ckpt_lib.Checkpointer(ckdir, None) if os.path.isdir(ckdir) else None
+  try:
+    if checkpointer is None or checkpointer.latest_step() is None:
+      below = sorted(os.path.relpath(os.path.dirname(p), workdir) for p in
+                     glob.glob(os.path.join(workdir, "**", "checkpoints"), recursive=True))
+      hint = (f"; it holds the trained runs {below[:8]}, restore one of those" if below else
+              "; train it first with python launch.py --config=... --workdir=" + workdir)
+      raise ValueError(f"workdir {workdir!r} has no checkpoint{hint}.")
+    meta = checkpointer.read_meta()
+    config = ml_collections.ConfigDict(meta["config"])
+    model = loop.build_model(config, int(meta["num_classes"]))
+    tx = state_lib.make_optimizer(config, int(meta.get("total_steps", 1)))
+    policy_tx = state_lib.make_policy_optimizer(config)
+    abstract = jax.eval_shape(functools.partial(
+        state_lib.create_train_state, model, image_shape=tuple(meta["image_shape"]), tx=tx,
+        policy_tx=policy_tx), loop.abstract_policy(meta["policy"]),
+        jax.random.key_data(jax.random.key(0)))
+    state, meta = checkpointer.restore(abstract, meta=meta, check=False)
+  finally:
+    if checkpointer is not None:
+      checkpointer.close()
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return Run(model=model, variables=variables, policy=state.policy_params, config=config,
+             step=int(meta["step"]), workdir=workdir, state=state)
+
+
+_SWEEP_FIELDS = ("num_examples", "correct", "accuracy")
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """``--mode=eval``: re-scores every trained run of the job with ``config.eval``.
+
+  Each run is opened with :func:`restore` (its own model and policy, whatever
+  ``config.policy`` says); its training record is kept, its scores rewritten.
+
+  Raises:
+    ValueError: if a run has no checkpoint (one sentence, before any compute).
+  """
+  _check(config)
+  runs = run_dirs(config, workdir)
+  for _, _, rundir in runs:
+    if not os.path.isdir(os.path.join(rundir, "checkpoints")):
+      raise ValueError(f"{rundir} has no checkpoint to evaluate; train first with "
+                       "--mode=train or point --workdir at a trained run.")
+  results = {}
+  for variant, seed, rundir in runs:
+    trained = restore(rundir)
+    sub = variant_config(config, variant, seed if _seeds(config) else None)
+    old = _load_results(rundir) or {}
+    extra = {k: v for k, v in old.items() if k not in _SWEEP_FIELDS}
+    results[rundir] = robustness.evaluate_and_write(sub, rundir, model=trained.model,
+                                                    variables=trained.variables,
+                                                    step=trained.step, extra=extra)
+  if _seeds(config):
+    print(build_report(config, workdir)["markdown"], flush=True)
+  elif config.get("compare_methods"):
+    print(robustness.write_comparison(config, workdir, {v: results[d] for v, _, d in runs}),
+          flush=True)
+  return results
+
+
+def build_report(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """``--mode=report``: ``<workdir>/report/`` from every finished run below the workdir.
+
+  Raises:
+    ValueError: if no run below the workdir has finished (says what to run).
+  """
+  return report_lib.write_report(workdir, config=config)
