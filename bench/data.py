@@ -25,7 +25,7 @@ from PIL import Image  # pylint: disable=g-import-not-at-top
 
 import configs.default as default_config  # pylint: disable=g-import-not-at-top
 from eriep_jax import data  # pylint: disable=g-import-not-at-top
-from eriep_jax.data import perturbations  # pylint: disable=g-import-not-at-top
+from eriep_jax.evaluate import perturbations  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"

@@ -23,7 +23,7 @@ import numpy as np
 
 import configs.cifar10_search as search_config
 from eriep_jax import parallel
-from eriep_jax.train import search
+from eriep_jax import search
 
 FASTER_AA_GPU_HOURS = 0.23
 

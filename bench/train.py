@@ -45,17 +45,17 @@ def _stand_in_epm(op: str):
   backward); with brightness, the cheapest real op that has a magnitude, it
   is what the EPM would cost if all 17 ops were that cheap.
   """
-  from eriep_jax import policy  # pylint: disable=g-import-not-at-top
+  from eriep_jax.policy import apply as policy_apply  # pylint: disable=g-import-not-at-top
   if op == "identity":
     call_op = lambda name, x, magnitude, key: x
   else:
-    call_op = lambda name, x, magnitude, key: policy._call_op(op, x, magnitude, key)  # pylint: disable=protected-access
+    call_op = lambda name, x, magnitude, key: policy_apply.apply_op(op, x, magnitude, key)
 
   def perturb_fn(policy_params, images, key, *, mode):
     del mode
-    subpolicy = policy.sample_subpolicies(policy._split_keys(key, 1)[0], images.shape[0],  # pylint: disable=protected-access
-                                          policy_params.num_subpolicies)
-    return policy._perturb_soft(policy_params, images, key, subpolicy, call_op=call_op)  # pylint: disable=protected-access
+    subpolicy = policy_apply.sample_subpolicies(policy_apply.split_keys(key, 1)[0],
+                                                images.shape[0], policy_params.num_subpolicies)
+    return policy_apply.perturb_soft(policy_params, images, key, subpolicy, call_op=call_op)
   return perturb_fn
 
 

@@ -21,7 +21,7 @@ selection temperature 0.05, 20 epochs over a 4,000-image subset, batch 128
 split in halves (64 augmented A, 64 clean B'). Faster AutoAugment's critic is a
 WideResNet-40-2; ours is the paper's 8-layer CNN from the registry (the
 backbone the ERIEP paper trains), without batch norm (see
-eriep_jax/train/search.py for why), with a linear classifier head and a
+eriep_jax/search/__init__.py for why), with a linear classifier head and a
 Dense(128)-ReLU-Dense(1) critic head on its pooled features.
 
 Expected runtime: 620 steps (4,000 // 128 = 31 per epoch x 20). Measured with

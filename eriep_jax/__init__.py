@@ -22,7 +22,7 @@ _EXPORTS = {
     "PolicyConfig": "policy",
     "Policy": "policy",
     "discretize": "policy",
-    "load_policy": "train.search",
+    "load_policy": "search",
     # Eq. (9) and the reference sync, for users' own loops.
     "eriep_loss": "losses",
     "sync_reference": "losses",
@@ -33,7 +33,8 @@ _EXPORTS = {
     "run": "experiment",
 }
 
-_SUBMODULES = ("ops", "policy", "models", "losses", "data", "train", "evaluate", "experiment",
+_SUBMODULES = ("ops", "policy", "models", "losses", "data", "search", "train", "evaluate",
+               "experiment", "config_checks", "images", "writers",
                "rng", "parallel")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -423,3 +423,19 @@ def test_real_cifar10_archive(shared_dir):
   assert lab.min() >= 0 and lab.max() <= 9 and len(np.unique(lab)) >= 8
   img = _flat(batch, "image")
   assert 0.3 < img.mean() < 0.6 and img.min() >= 0 and img.max() <= 1
+
+
+def test_tfds_names_with_config_and_version_pass_the_config_check():
+  from eriep_jax.data import sources  # pylint: disable=g-import-not-at-top
+  c = default_config.get_config()
+  for name in ("cifar10", "cifar10_corrupted/gaussian_noise_5", "cifar10:3.0.2",
+               "cifar10_corrupted/fog_1:1.0.0"):
+    c.data.name = name
+    sources.check_data_config(c.data)   # no error
+  assert sources.tfds_builder_name("cifar10_corrupted/fog_1:1.0.0") == "cifar10_corrupted"
+  c.data.name = "cifar11/x"
+  with pytest.raises(ValueError, match="unknown TFDS data set 'cifar11/x'"):
+    sources.check_data_config(c.data)
+  c.data.source = "hdfs"
+  with pytest.raises(ValueError, match="unknown data.source 'hdfs'"):
+    sources.check_data_config(c.data)

@@ -77,15 +77,19 @@ def test_perturbed_counts_do_not_depend_on_batching_or_the_other_names():
       return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
   c = _config()
+  c.eval.perturbations = ("clean", "perturb1", "perturb2", "perturb3")
   model = Linear()
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
   first = evaluate.robustness_sweep(c, model=model, variables=variables)
   c.eval_batch_size = 64           # 360 -> 6 batches, 24 padded
-  c.eval.perturbations = ("perturb3", "perturb1")
+  c.eval.perturbations = ("perturb2", "perturb3", "perturb1")   # another order, no clean
   c.eval.noise_stds = (0.3,)
   second = evaluate.robustness_sweep(c, model=model, variables=variables)
-  for name in ("perturb3", "noise_0.3"):
+  for name in ("perturb1", "perturb2", "perturb3", "noise_0.3"):
     assert second["correct"][name] == first["correct"][name], name
+  # The random perturbations really move predictions (so the equality above is not trivial).
+  for name in ("perturb1", "perturb2"):
+    assert first["correct"][name] != first["correct"]["clean"], name
   # The counts are not constant: the noise changes predictions, and another
   # seed gives other draws.
   assert first["correct"]["noise_0.3"] != first["correct"]["clean"]

@@ -7,14 +7,17 @@ Also the multi-host path: the same job as two `--distributed` processes over
 import json
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # A tiny version of configs/demo.py: a few steps, a 1/16-width model, 2 noise levels.
 _OVERRIDES = [
-    "--config.num_train_steps=3", "--config.model.width=0.0625", "--config.batch_size=16",
+    "--config.num_train_steps=12", "--config.model.width=0.0625", "--config.batch_size=16",
     "--config.policy.num_subpolicies=2", "--config.eval.noise_stds=(0.0,0.2)",
     "--config.log_every_steps=1", "--config.progress=False", "--config.write_plots=False",
     # The demo's stage-1 search phase, shrunk to 2 steps: stage 2 starts from its policy.
@@ -43,7 +46,7 @@ def test_launch_demo_train_then_eval_and_as_two_processes(tmp_path):
   assert comparison["num_examples"] == 360     # the demo test split, padding masked out
   for method in ("standard", "eriep"):
     r = json.loads((wd / method / "eval" / "results.json").read_text())
-    assert r["method"] == method and r["step"] == 3 and r["num_examples"] == 360
+    assert r["method"] == method and r["step"] == 12 and r["num_examples"] == 360
     for name in ("clean", "perturb1", "perturb2", "perturb3", "noise_0", "noise_0.2"):
       assert r["correct"][name] == round(r["accuracy"][name] * 360 / 100)
       assert 0 <= r["correct"][name] <= 360
@@ -84,36 +87,33 @@ def _free_port() -> int:
 
 def _final_state(workdir, method):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  steps = sorted((workdir / method / "checkpoints").iterdir(), key=lambda p: int(p.name))
+  steps = sorted((p for p in (workdir / method / "checkpoints").iterdir() if p.name.isdigit()),
+                 key=lambda p: int(p.name))
   return ocp.StandardCheckpointer().restore(steps[-1] / "state")
 
 
-def _check_two_processes_match(one, two):
-  """Runs the demo as two processes on 127.0.0.1 into `two`; compares with `one`.
-
-  `--distributed` with an explicit coordinator: two processes of one CPU
-  device each (jax.distributed, Gloo collectives), sharing one workdir as
-  hosts share a file system. The same global batches reach the same two
-  devices as in `one`, a single process with two devices, so training must
-  give the same final state up to float tolerance.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+def _two_processes(two, env, leg, *, sigterm_after=None, extra=()):
+  """Runs the demo job as two --distributed processes; returns their (stdout, stderr)."""
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-  env.pop("XLA_FLAGS", None)   # one device per process
   # Output goes to files, not pipes: waiting on one process must not leave
   # the other blocked on a full pipe.
-  logs = [(two.parent / f"process{i}.out", two.parent / f"process{i}.err") for i in range(2)]
+  logs = [(two.parent / f"{leg}{i}.out", two.parent / f"{leg}{i}.err") for i in range(2)]
   procs = []
   try:
     for i, (out, err) in enumerate(logs):
       with open(out, "w") as fo, open(err, "w") as fe:
         procs.append(subprocess.Popen(
             [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={two}",
-             *_OVERRIDES, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+             *_OVERRIDES, *extra, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
              "--num_processes=2", f"--process_id={i}"],
             cwd=REPO, env=env, stdout=fo, stderr=fe, text=True))
+    if sigterm_after is not None:
+      deadline = time.time() + 500
+      while time.time() < deadline and all(p.poll() is None for p in procs):
+        if sigterm_after.exists() and len(sigterm_after.read_text().splitlines()) >= 2:
+          procs[1].send_signal(signal.SIGTERM)
+          break
+        time.sleep(0.02)
     for p in procs:
       p.wait(timeout=600)
   finally:
@@ -123,6 +123,37 @@ def _check_two_processes_match(one, two):
   outs = [(out.read_text(), err.read_text()) for out, err in logs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
+  return outs
+
+
+def _check_two_processes_match(one, two):
+  """Runs the demo as two processes on 127.0.0.1 into `two`; compares with `one`.
+
+  `--distributed` with an explicit coordinator: two processes of one CPU
+  device each (jax.distributed, Gloo collectives), sharing one workdir as
+  hosts share a file system. It is preempted once (SIGTERM to one process)
+  and rerun. The same global batches reach the same two devices as in `one`,
+  a single process with two devices, so training must give the same final
+  state up to float tolerance.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("XLA_FLAGS", None)   # one device per process
+  # First leg: SIGTERM to process 1 alone, once both train. They agree (every step here)
+  # and both stop at the same step, save it and exit 0.
+  outs = _two_processes(two, env, "first", sigterm_after=two / "standard" / "history.jsonl",
+                        extra=["--config.preemption_check_every_steps=1"])
+  stops = [re.findall(r"training stopped at step (\d+) before the end", err) for _, err in outs]
+  assert stops[0] and stops[0] == stops[1], [err[-2000:] for _, err in outs]
+  stopped = int(stops[0][0])
+  assert 0 < stopped < 12
+  saved = sorted(int(p.name) for p in (two / "standard" / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert saved[-1] == stopped
+  assert not (two / "eriep").exists()   # the job ended there
+  # Second leg: the same command resumes and finishes.
+  outs = _two_processes(two, env, "second")
   tables = [[line for line in out.splitlines() if line.startswith("| ")] for out, _ in outs]
   assert tables[0] and tables[0] == tables[1]   # every process prints the same table
   for method in ("standard", "eriep"):

@@ -158,15 +158,24 @@ def test_own_flax_loop_with_train_state_loss_falls():
       logits_r = state.apply_fn({"params": ref_params}, x_p)
       return losses.eriep_loss(logits_n, logits_r, labels, alpha=0.5)
 
+    # Eq. (9) by hand, with optax's cross-entropy: what the loop must be minimising.
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    ce_n = ce(state.apply_fn({"params": state.params}, x), labels)
+    ce_r = ce(state.apply_fn({"params": ref_params}, x_p), labels)
+    by_hand = jnp.mean(ce_n) + 0.5 * jnp.mean(jnp.abs(ce_n - ce_r))
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
     ref_params = losses.sync_reference(state.params, ref_params, state.step, sync_freq)
-    return state, ref_params, loss, aux
+    return state, ref_params, loss, dict(aux, by_hand=by_hand, l_n_hand=jnp.mean(ce_n))
 
   history = []
   for i in range(60):
     state, ref_params, loss, aux = step(state, ref_params, jax.random.fold_in(key, i))
     history.append(float(loss))
+    # The loss is L_N + 0.5 |L_N - L_R| (fails with alpha = 0 or a broken gap term).
+    np.testing.assert_allclose(float(loss), float(aux["by_hand"]), rtol=1e-5)
+    if i in (0, 30):
+      assert float(loss) - float(aux["l_n_hand"]) > 1e-3   # the gap term is really there
     if i == 4:   # step count 5 -> R was just synced
       for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, b)

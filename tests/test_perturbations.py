@@ -1,4 +1,4 @@
-"""Tests for eriep_jax.data.perturbations (Table 2 and Fig. 2 perturbations)."""
+"""Tests for eriep_jax.evaluate.perturbations (Table 2 and Fig. 2 perturbations)."""
 
 import functools
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from eriep_jax.data import perturbations as P
+from eriep_jax.evaluate import perturbations as P
 
 N = 4000   # samples for the statistics; a fraction's std error is <= 0.008.
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from eriep_jax import losses, policy as policy_lib
-from eriep_jax.train import search
+from eriep_jax import search
 
 import configs.default as default_config
 
@@ -225,7 +225,8 @@ def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_contro
 
 
 def test_search_then_train_end_to_end_on_demo_set(tmp_path):
-  from eriep_jax.train import loop  # pylint: disable=g-import-not-at-top
+  """Algorithm 1 through the experiment layer: search, then stage 2 from its policy."""
+  from eriep_jax import experiment  # pylint: disable=g-import-not-at-top
   c = default_config.get_config()
   c.data.source = "demo"
   c.data.name = "digits"
@@ -249,9 +250,12 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   c.search.num_examples = 64
   c.search.num_steps = 2
   c.search.log_every_steps = 1
-  result = loop.train(c, str(tmp_path))
+  c.eval.noise_stds = (0.0,)
+  experiment.run(c, str(tmp_path))
+  result = experiment.restore(str(tmp_path))
   out = tmp_path / "search"
-  for name in ("policy.json", "policy_summary.txt", "policy_grid.png"):
+  for name in ("policy.json", "policy_params.json", "policy_summary.txt", "policy_grid.png",
+               "search_log.json"):
     assert (out / name).is_file() and (out / name).stat().st_size > 0, name
   assert (out / "policy_checkpoint").is_dir()
   assert result.step == 2
@@ -261,8 +265,13 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   # Stage 2 started from the searched policy (not from init, W = 0): its policy
   # learning rate is ~0 here, so its final policy is the searched one.
   assert np.max(np.abs(restored.weight)) > 1e-4
-  np.testing.assert_allclose(result.state.policy_params.weight, restored.weight, atol=1e-6)
+  np.testing.assert_allclose(result.policy.weight, restored.weight, atol=1e-6)
   np.testing.assert_array_equal(restored.weight, searched.weight)
+  # A second run reuses the finished search (policy_params.json), never redoes it.
+  stamp = (out / "policy_params.json").stat().st_mtime_ns
+  again = experiment.prepare_policy(c, str(tmp_path))
+  assert (out / "policy_params.json").stat().st_mtime_ns == stamp
+  np.testing.assert_array_equal(again.weight, restored.weight)
   assert restored.ops == c.policy.ops
   discrete = policy_lib.Policy.from_json((out / "policy.json").read_text())
   assert discrete == policy_lib.discretize(restored)

@@ -1,7 +1,13 @@
-"""Tests for the stage-2 loop: exact resume, refusing a foreign workdir, NaN stop."""
+"""Tests for the stage-2 loop: exact resume (SIGTERM, kill -9, a torn checkpoint), refusing a
+foreign workdir, NaN stop."""
 
 import os
+import pathlib
+import random
 import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +19,7 @@ from eriep_jax.train import loop
 
 import configs.default as default_config
 
+CHILD = pathlib.Path(__file__).resolve().parent / "train_child.py"
 K = 3   # the run is 2K steps; the interrupted one stops after K
 
 
@@ -100,7 +107,8 @@ def test_resume_equals_straight_run(straight, tmp_path, monkeypatch):
   # The logged ERIEP diagnostics are there and sane.
   h = full.history[-1]
   for k in ("l_n", "l_r", "gap", "frac_ln_gt_lr", "accuracy", "grad_norm", "policy_grad_norm",
-            "learning_rate", "steps_per_sec", "images_per_sec"):
+            "learning_rate", "elapsed_s", "entropy_stage0", "selected_probability",
+            "selected_magnitude"):
     assert np.isfinite(h[k]), k
   assert 0.0 <= h["frac_ln_gt_lr"] <= 1.0
   np.testing.assert_allclose(h["learning_rate"], 1e-3)
@@ -144,3 +152,58 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, compile_cache
   checkpointer.close()
   assert meta["step"] == last
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
+
+
+def _child(workdir, cache):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.Popen([sys.executable, str(CHILD), str(workdir), str(cache)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_sigkill_at_random_moments_then_resume_equals_straight_run(tmp_path):
+  """kill -9 at random moments (saves happen every step), resume each time: same final N."""
+  from eriep_jax import experiment  # pylint: disable=g-import-not-at-top
+  cache = tmp_path / "xla_cache"
+  straight_dir = tmp_path / "straight"
+  proc = _child(straight_dir, cache)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0 and "finished=True step=16" in out, out[-3000:]
+  wd = tmp_path / "killed"
+  rng = random.Random(0)
+  kills = 0
+  for _ in range(3):
+    proc = _child(wd, cache)
+    # Wait until this process has trained at least one step past its start, then
+    # SIGKILL it after a random extra delay (mid-step or mid-save).
+    start = len(loop.read_history(str(wd / loop.HISTORY_FILE), 10**9))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+      if len(loop.read_history(str(wd / loop.HISTORY_FILE), 10**9)) > start:
+        break
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.4))
+    if proc.poll() is None:
+      proc.send_signal(signal.SIGKILL)
+      kills += 1
+    proc.communicate(timeout=60)
+  assert kills >= 2
+  proc = _child(wd, cache)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0 and "finished=True step=16" in out, out[-3000:]
+  a, b = experiment.restore(str(straight_dir)), experiment.restore(str(wd))
+  assert a.step == b.step == 16
+  for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+    np.testing.assert_allclose(x, y, atol=1e-6, rtol=1e-6)
+  # A truncated latest checkpoint falls back to the previous one, with a warning naming it.
+  latest = wd / "checkpoints" / "16"
+  victim = max((p for p in (latest / "state").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+  victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+  proc = _child(wd, cache)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0 and "finished=True step=16" in out, out[-3000:]
+  assert "unreadable" in out and str(latest) in out and "step 15" in out, out[-3000:]
+  assert (wd / "checkpoints" / "16.unreadable").is_dir()
+  c = experiment.restore(str(wd))
+  for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(c.state)):
+    np.testing.assert_allclose(x, y, atol=1e-6, rtol=1e-6)

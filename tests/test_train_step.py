@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
-from eriep_jax import losses, models, policy
+from eriep_jax import config_checks, losses, models, policy
 from eriep_jax.train import loop, state as state_lib, step as step_lib
 
 import configs.default as default_config
@@ -171,7 +172,7 @@ def test_live_reference_and_augment(overrides):
     ("reference", "ema", "unknown reference 'ema'"),
     ("model.name", "resnet7", "unknown model 'resnet7'"),
     ("data.source", "s3", "unknown data.source 's3'"),
-    ("data.name", "not_a_dataset", "unknown TFDS dataset 'not_a_dataset'"),
+    ("data.name", "not_a_dataset", "unknown TFDS data set 'not_a_dataset'"),
     ("batch_size", 7, "batch_size 7 is not divisible by 2 devices"),
 ])
 def test_bad_config_values(field, value, match):
@@ -180,6 +181,157 @@ def test_bad_config_values(field, value, match):
   parent, _, leaf = field.rpartition(".")
   setattr(c[parent] if parent else c, leaf, value)
   with pytest.raises(ValueError, match=match):
-    loop.check_config(c, num_devices=2)
+    config_checks.check_config(c, num_devices=2)
   # The untouched config passes.
-  loop.check_config(_config(), num_devices=2)
+  config_checks.check_config(_config(), num_devices=2)
+
+
+class _DropoutNet(nn.Module):
+  """A tiny classifier with dropout, which needs the step's 'dropout' RNG in train mode."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.reshape((x.shape[0], -1))
+    x = nn.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(10)(x)
+
+
+def test_dropout_rng_is_wired_through_the_step():
+  """drop_path_rate / dropout get their own key: no crash, same key same step, new key new."""
+  c = _config(method="standard")
+  model = _DropoutNet()
+  tx = state_lib.make_optimizer(c, 10)
+  ptx = state_lib.make_policy_optimizer(c)
+  st = state_lib.create_train_state(model, policy.init_policy(jax.random.key(1), c.policy),
+                                    jax.random.key(0), image_shape=_SHAPE, tx=tx, policy_tx=ptx)
+  step = jax.jit(step_lib.make_train_step(
+      c, model=model, tx=tx, policy_tx=ptx,
+      learning_rate_fn=state_lib.learning_rate_schedule(c, 10), axis_name=None))
+  batch = _batch()
+  a, ma = step(st, batch, jax.random.key(0))
+  b, _ = step(st, batch, jax.random.key(0))
+  d, md = step(st, batch, jax.random.key(1))
+  _assert_trees_close(a.params, b.params, 0.0)
+  assert float(ma["loss"]) != float(md["loss"])   # other units dropped
+
+
+def _one_sgd_like_step(name, schedule, weight_decay):
+  c = _config(method="standard")
+  c.optimizer.name = name
+  c.optimizer.schedule = schedule
+  c.optimizer.weight_decay = weight_decay
+  c.optimizer.learning_rate = 0.1
+  c.optimizer.decay_boundaries = (0.5,)
+  c.optimizer.decay_factor = 0.1
+  return c
+
+
+def test_step_schedule_and_optimizer_branches_equal_hand_computed():
+  """'step' schedule: lr 0.1 then 0.01 at half; sgd+wd and adamw updates by hand."""
+  c = _one_sgd_like_step("sgd", "step", 0.0)
+  lr = state_lib.learning_rate_schedule(c, 10)
+  assert [float(lr(s)) for s in (0, 4, 5, 9)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+  params = {"w": jnp.asarray([1.0, -2.0])}
+  grads = {"w": jnp.asarray([0.5, 0.25])}
+  # SGD with L2 weight decay 0.01 (added to the gradient), momentum 0.9, first step.
+  c = _one_sgd_like_step("sgd", "constant", 0.01)
+  tx = state_lib.make_optimizer(c, 10)
+  upd, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(upd["w"], -0.1 * (np.asarray([0.5, 0.25]) + 0.01 *
+                                                np.asarray([1.0, -2.0])), rtol=1e-6)
+  # AdamW, first step: m_hat = g, v_hat = g^2, so the Adam part is lr * sign(g) (up to
+  # eps), plus the decoupled decay lr * wd * w.
+  c = _one_sgd_like_step("adam", "constant", 0.01)
+  tx = state_lib.make_optimizer(c, 10)
+  upd, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(upd["w"], -0.1 * (np.sign([0.5, 0.25]) * np.asarray(
+      [0.5, 0.25]) / (np.asarray([0.5, 0.25]) + 1e-8) + 0.01 * np.asarray([1.0, -2.0])),
+                             rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# The real soft EPM inside the step (no stand-in).
+# ----------------------------------------------------------------------------
+
+_OPS = ("brightness", "contrast", "shear_x")
+
+
+def _real_setup(**overrides):
+  c = _config(**overrides)
+  c.policy.ops = _OPS
+  c.optimizer.name = "sgd"
+  c.optimizer.momentum = 0.0
+  c.optimizer.learning_rate = 1.0   # params_new = params - grad, so grads are read back exactly
+  st, single, multi = _setup(c)
+  return c, st, single, multi
+
+
+def _ce(model, variables, x, labels, *, train=False):
+  if train:
+    logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  else:
+    logits = model.apply(variables, x, train=False)
+  return losses.cross_entropy(logits, labels)
+
+
+def test_real_epm_soft_for_eriep_and_hard_for_augment():
+  """eriep's L_R is R on the soft EPM's x_p; augment trains N on the hard EPM's x_p."""
+  batch, key = _batch(), jax.random.key(11)
+  c, st, single, _ = _real_setup()
+  model = loop.build_model(c, 10)
+  _, m = single(st, batch, key)
+  rvars = {"params": st.ref_params, "batch_stats": st.ref_batch_stats}
+  soft = policy.perturb(st.policy_params, batch["image"], key, mode="soft")
+  hard = policy.perturb(st.policy_params, batch["image"], key, mode="hard")
+  assert float(jnp.max(jnp.abs(soft - hard))) > 1e-3   # the two branches differ here
+  np.testing.assert_allclose(m["l_r"], _ce(model, rvars, soft, batch["label"]).mean(), rtol=1e-5)
+  assert abs(float(m["l_r"]) - float(_ce(model, rvars, hard, batch["label"]).mean())) > 1e-6
+  assert float(m["policy_grad_norm"]) > 0
+
+  c, st, single, _ = _real_setup(method="augment")
+  _, m = single(st, batch, key)
+  nvars = {"params": st.params, "batch_stats": st.batch_stats}
+  hard = policy.perturb(st.policy_params, batch["image"], key, mode="hard")
+  np.testing.assert_allclose(m["loss"], _ce(model, nvars, hard, batch["label"], train=True).mean(),
+                             rtol=1e-5)
+
+
+def test_real_epm_devices_draw_different_perturbations():
+  """Two devices with the same images: L_R is the mean over the two per-device keys."""
+  c, st, _, multi = _real_setup()
+  model = loop.build_model(c, 10)
+  half = _batch(4)
+  sharded = jax.tree.map(lambda x: jnp.stack([x, x]), half)
+  key = jax.random.key(3)
+  _, m = multi(jax.tree.map(lambda x: jnp.stack([x, x]), st), sharded, key)
+  rvars = {"params": st.ref_params, "batch_stats": st.ref_batch_stats}
+  per_device = [float(_ce(model, rvars, policy.perturb(
+      st.policy_params, half["image"], jax.random.fold_in(key, d), mode="soft"),
+                          half["label"]).mean()) for d in (0, 1)]
+  assert abs(per_device[0] - per_device[1]) > 1e-5
+  np.testing.assert_allclose(float(m["l_r"][0]), np.mean(per_device), rtol=1e-5)
+
+
+def test_real_epm_live_reference_adds_the_x_p_gradient_to_n():
+  """live - frozen gradient of N = -alpha * grad mean_i s_i L_R,i(theta; x_p), s = sign(L_N - L_R)."""
+  batch, key = _batch(), jax.random.key(5)
+  grads = {}
+  for ref in ("frozen", "live"):
+    c, st, single, _ = _real_setup(reference=ref, alpha=0.7)
+    s1, _ = single(st, batch, key)
+    grads[ref] = jax.tree.map(lambda a, b: a - b, st.params, s1.params)
+  model = loop.build_model(c, 10)
+  x_p = policy.perturb(st.policy_params, batch["image"], key, mode="soft")
+  l_n = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, batch["image"],
+            batch["label"], train=True)
+  l_r = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, x_p, batch["label"])
+  sign = jnp.sign(l_n - l_r)
+
+  def term(params):
+    return -0.7 * jnp.mean(sign * _ce(model, {"params": params, "batch_stats": st.batch_stats},
+                                      x_p, batch["label"]))
+
+  expected = jax.grad(term)(st.params)
+  delta = jax.tree.map(lambda a, b: a - b, grads["live"], grads["frozen"])
+  assert max(float(jnp.max(jnp.abs(e))) for e in jax.tree.leaves(expected)) > 1e-4
+  _assert_trees_close(delta, expected, 2e-5, "live - frozen")

@@ -1,4 +1,4 @@
-"""Input pipelines (TFDS, image folders, the offline demo set) and Table-2 perturbations.
+"""Input pipelines: TFDS, image folders and the offline demo set.
 
     info = get_dataset_info(config)
     for batch in train_iterator(config, start_step=step):   # infinite
@@ -7,7 +7,9 @@
       ...   # batch['mask'] is 0 on padding
 
 The pipeline functions live in `pipeline.py` and import TensorFlow, so they are
-resolved lazily: `from eriep_jax.data import perturbations` stays free of TF.
+resolved lazily: `import eriep_jax.data` stays free of TF until a pipeline
+attribute is used. The Table-2 evaluation perturbations are evaluation, not data
+loading: they live in `eriep_jax.evaluate.perturbations`.
 """
 
 from eriep_jax._lazy import lazy_exports
@@ -21,10 +23,7 @@ _EXPORTS = {
     "train_iterator": "pipeline",
     "eval_iterator": "pipeline",
     "steps_per_epoch": "pipeline",
-    "EVAL_PERTURBATIONS": "perturbations",
-    "get_eval_perturbation": "perturbations",
 }
-_SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess",
-               "perturbations")
+_SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

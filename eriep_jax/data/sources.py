@@ -237,7 +237,7 @@ def check_data_config(data_config) -> None:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = tfds_builder_name(data_config.name)
     if not builder or builder not in tfds.list_builders():
-      raise ValueError(f"unknown TFDS dataset {data_config.name!r}; use a TFDS name such as "
+      raise ValueError(f"unknown TFDS data set {data_config.name!r}; use a TFDS name such as "
                        "'cifar10' or 'cifar10_corrupted/gaussian_noise_5', or "
                        "data.source='folder' with data.root.")
 

@@ -24,8 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from eriep_jax import data
 from eriep_jax import parallel
 from eriep_jax import rng
+from eriep_jax.evaluate import perturbations
 
 __all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "markdown_table",
            "write_comparison", "plot_noise_sweep", "noise_name", "TABLE_COLUMNS"]
@@ -54,7 +56,6 @@ def _eval_step(model: Any, names: tuple[str, ...]):
   The noise levels run in one ``lax.scan`` over the std (one compiled forward
   pass for the whole sweep); every other perturbation has its own forward pass.
   """
-  from eriep_jax.data import perturbations  # pylint: disable=g-import-not-at-top
   cache_key = (type(model), repr(model), names)
   if cache_key in _EVAL_STEPS:
     return _EVAL_STEPS[cache_key]
@@ -113,7 +114,6 @@ def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
   Raises:
     ValueError: for an unknown perturbation name (before any compute).
   """
-  from eriep_jax import data  # pylint: disable=g-import-not-at-top
   names = eval_names(config)
   p_step = _eval_step(model, names)
   rvars = parallel.replicate(variables)

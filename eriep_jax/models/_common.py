@@ -1,8 +1,9 @@
 """Pieces shared by every model family: input checks, normalisation, widths.
 
 Input contract of every model in :mod:`eriep_jax.models`: float images in
-[0, 1], NHWC, with 3 channels. With ``normalize=True`` the model subtracts the
-per-channel mean and divides by the std (CIFAR-10 statistics by default) in
+[0, 1], NHWC, with 3 channels (any float dtype), checked while tracing by
+:func:`eriep_jax.images.check_images`. With ``normalize=True`` the model subtracts
+the per-channel mean and divides by the std (CIFAR-10 statistics by default) in
 float32, then casts to the compute dtype.
 
 Every classifier subclasses :class:`ImageClassifier`, which fixes the call
@@ -22,6 +23,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from eriep_jax import images as images_lib
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -59,30 +62,6 @@ def canonical_dtype(dtype: Any) -> jnp.dtype:
     raise TypeError(f"dtype={dtype!r} is not a supported compute dtype; use one of "
                     f"{_ALLOWED_DTYPES}.")
   return parsed
-
-
-def check_images(x: jax.typing.ArrayLike, *, model: str, min_size: int) -> jax.Array:
-  """Checks the NHWC / 3-channel / float / minimum-size contract while tracing.
-
-  Raises:
-    ValueError: on a wrong rank, channel count or too small an image.
-    TypeError: on non-float (e.g. uint8) images.
-  """
-  x = jnp.asarray(x)
-  if x.ndim != 4:
-    raise ValueError(f"{model} expects images of shape (batch, height, width, {NUM_CHANNELS}), "
-                     f"got shape {x.shape}; add a batch axis with x[None] or reshape to NHWC.")
-  if x.shape[-1] != NUM_CHANNELS:
-    raise ValueError(f"{model} expects {NUM_CHANNELS} channels last (NHWC), got shape {x.shape}; "
-                     "transpose NCHW inputs with x.transpose(0, 2, 3, 1) or repeat grayscale "
-                     "channels to 3.")
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{model} expects float images in [0, 1], got dtype {x.dtype}; convert "
-                    "uint8 images with x.astype(jnp.float32) / 255.")
-  if x.shape[1] < min_size or x.shape[2] < min_size:
-    raise ValueError(f"{model} needs images of at least {min_size}x{min_size} pixels, got "
-                     f"{x.shape[1]}x{x.shape[2]}; resize the inputs in the data pipeline.")
-  return x
 
 
 def validate_stats(mean: Sequence[float], std: Sequence[float]) -> None:
@@ -124,7 +103,10 @@ class ImageClassifier(nn.Module):
   min_size = 1  # overridden by subclasses (class attribute, not a dataclass field)
 
   def _prepare(self, x: jax.typing.ArrayLike) -> jax.Array:
-    x = check_images(x, model=type(self).__name__, min_size=self.min_size)
+    # NHWC, 3 channels, any float dtype, at least min_size pixels; checked while tracing.
+    x = images_lib.check_images(x, name="x", caller=type(self).__name__,
+                                float32_only=False, channels=(NUM_CHANNELS,),
+                                min_size=self.min_size, allow_empty_batch=True)
     x = x.astype(jnp.float32)
     if self.normalize:
       mean = jnp.asarray(self.mean, jnp.float32)

@@ -1,4 +1,4 @@
-"""Training: the stage-2 state, step and loop (this package) and stage-1 search (``search``).
+"""Training: the stage-2 state, step, loop and checkpoints (stage 1 is ``eriep_jax.search``).
 
     from eriep_jax import train
     out = train.train(config, workdir)               # one method: state + logged history
@@ -6,8 +6,8 @@
 The whole job (search, every method and seed, evaluation, report) is
 ``eriep_jax.experiment.run``; this package knows nothing of evaluation.
 
-Submodules are imported lazily so that ``import eriep_jax.train.search`` does
-not pull in the stage-2 loop and vice versa.
+Submodules are imported lazily so that ``import eriep_jax.train.step`` does not
+pull in the loop (and TensorFlow through the data pipeline).
 """
 
 from eriep_jax._lazy import lazy_exports
@@ -19,12 +19,11 @@ _EXPORTS = {
     "make_policy_optimizer": "state",
     "train_step": "step",
     "make_train_step": "step",
-    "check_config": "loop",
     "build_model": "loop",
     "train": "loop",
     "Checkpointer": "checkpoint",
     "config_fingerprint": "checkpoint",
 }
-_SUBMODULES = ("state", "step", "loop", "checkpoint", "writers", "search")
+_SUBMODULES = ("state", "step", "loop", "checkpoint")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

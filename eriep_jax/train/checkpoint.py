@@ -23,8 +23,10 @@ refused before anything is written.
 import hashlib
 import json
 import os
+import shutil
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -83,6 +85,7 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.config = config
     self.fingerprint = None if config is None else config_fingerprint(config)
+    self._fell_back = None
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                                              create=True))
@@ -90,15 +93,37 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def set_aside(self, step: int, error: Exception) -> None:
+    """Moves an unreadable checkpoint out of the way (kept, renamed), with a warning."""
+    src = os.path.join(self.directory, str(step))
+    dst = f"{src}.unreadable"
+    steps = [s for s in self._manager.all_steps() if s != step]
+    logging.warning("checkpoint %s is unreadable (%s: %.200s); it is kept as %s and the run "
+                    "falls back to the previous good checkpoint (%s).", src,
+                    type(error).__name__, error, dst,
+                    f"step {max(steps)}" if steps else "none: the run starts afresh")
+    if os.path.exists(dst):
+      shutil.rmtree(dst)
+    os.replace(src, dst)
+    self._manager.reload()
+
   def read_meta(self, step: int | None = None) -> dict[str, Any] | None:
     """The JSON record of checkpoint ``step`` (default: the latest), or None.
 
     Raises:
       CheckpointMismatchError: for a checkpoint of another library version.
     """
-    step = self.latest_step() if step is None else step
     if step is None:
-      return None
+      step = self.latest_step()
+      if step is None:
+        return None
+      try:
+        return self.read_meta(step)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        self._fall_back(step, e)   # a torn record (killed during a save)
+        return self.read_meta()
     meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     meta = meta["meta"]
     if meta.get("format") != FORMAT:
@@ -161,7 +186,10 @@ class Checkpointer:
       check: refuse a checkpoint from another config (``check_compatible``).
 
     Returns:
-      ``(state, meta)`` or None when the workdir has no checkpoint.
+      ``(state, meta)`` or None when the workdir has no checkpoint. A latest
+      checkpoint that cannot be read (a process killed while writing it) is
+      set aside with a warning naming it, and the previous one is restored:
+      ``meta`` is then that checkpoint's record.
     """
     step = self.latest_step()
     if step is None:
@@ -177,9 +205,23 @@ class Checkpointer:
         x = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
       return x
 
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(jax.tree.map(target, abstract_state))))
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(jax.tree.map(target, abstract_state))))
+    except Exception as e:  # pylint: disable=broad-except
+      self._fall_back(step, e)
+      return self.restore(abstract_state, check=check)
     return out["state"], meta
+
+  def _fall_back(self, step: int, error: Exception) -> None:
+    # Only the latest checkpoint can be torn by a kill; a second unreadable one
+    # means something else is wrong, and nothing more is moved.
+    if self._fell_back:
+      raise ValueError(f"checkpoints {self._fell_back} and {step} in {self.directory} are both "
+                       f"unreadable ({type(error).__name__}: {error}); check the disk and the "
+                       "library version. Nothing more was moved.") from error
+    self._fell_back = step
+    self.set_aside(step, error)
 
   def close(self) -> None:
     self._manager.close()

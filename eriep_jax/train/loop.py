@@ -3,7 +3,7 @@
 Entry points (``eriep_jax.experiment`` drives them)::
 
   out = train(config, workdir)                   # one method, returns state and history
-  check_config(config)                           # every bad value, before compute
+  config_checks.check_config(config)             # every bad value, before compute
 
 A rerun with the same workdir resumes from the latest checkpoint (state, data
 position and key), and reproduces the straight run exactly. The policy's
@@ -39,23 +39,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from eriep_jax import config_checks
 from eriep_jax import data
-from eriep_jax import losses
 from eriep_jax import models
 from eriep_jax import parallel
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
+from eriep_jax import writers
+from eriep_jax.search import io as search_io
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
-from eriep_jax.train import writers
 
-__all__ = ["check_config", "build_model", "train", "TrainResult", "abstract_policy",
+__all__ = ["build_model", "train", "TrainResult", "abstract_policy",
            "policy_meta", "read_history", "HISTORY_FILE"]
 
 HISTORY_FILE = "history.jsonl"
-_OPTIMIZERS = ("adam", "sgd")
-_SCHEDULES = ("constant", "step")
 
 
 @dataclasses.dataclass
@@ -77,59 +76,6 @@ class TrainResult:
   finished: bool
   model: Any
   wall_time_s: float = 0.0
-
-
-def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
-  """Checks every stage-2 config value before any compute.
-
-  Raises:
-    ValueError: one sentence naming the bad value and the fix.
-  """
-  num_devices = jax.device_count() if num_devices is None else num_devices
-  if config.method not in step_lib.METHODS:
-    raise ValueError(f"unknown method {config.method!r}; use one of {step_lib.METHODS}.")
-  if config.reference not in step_lib.REFERENCES:
-    raise ValueError(f"unknown reference {config.reference!r}; use one of "
-                     f"{step_lib.REFERENCES}.")
-  if config.reduction not in losses.REDUCTIONS:
-    raise ValueError(f"unknown reduction {config.reduction!r}; use one of {losses.REDUCTIONS}.")
-  if not (isinstance(config.alpha, (int, float)) and math.isfinite(config.alpha)
-          and config.alpha >= 0):
-    raise ValueError(f"alpha={config.alpha!r} must be a finite number >= 0 (Eq. 9); e.g. 0.5.")
-  if isinstance(config.sync_freq, bool) or not isinstance(config.sync_freq, int) \
-      or config.sync_freq < 1:
-    raise ValueError(f"sync_freq={config.sync_freq!r} must be an int >= 1; e.g. 100.")
-  if config.model.name.lower() not in models.list_models():
-    raise ValueError(f"unknown model {config.model.name!r}; use one of {models.list_models()}.")
-  data.check_data_config(config.data)
-  for name, value in (("batch_size", config.batch_size),
-                      ("eval_batch_size", config.eval_batch_size)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name}={value!r} must be a positive int.")
-    if value % num_devices:
-      raise ValueError(f"{name} {value} is not divisible by {num_devices} devices; use a "
-                       f"multiple of {num_devices}, e.g. {num_devices * max(1, value // num_devices)}.")
-  if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    raise ValueError(f"num_epochs={config.num_epochs} and num_train_steps="
-                     f"{config.num_train_steps}: set one of them > 0.")
-  if config.optimizer.name not in _OPTIMIZERS:
-    raise ValueError(f"unknown optimizer.name {config.optimizer.name!r}; use one of "
-                     f"{_OPTIMIZERS}.")
-  if config.optimizer.schedule not in _SCHEDULES:
-    raise ValueError(f"unknown optimizer.schedule {config.optimizer.schedule!r}; use one of "
-                     f"{_SCHEDULES}.")
-  if not config.optimizer.learning_rate > 0:
-    raise ValueError(f"optimizer.learning_rate={config.optimizer.learning_rate!r} must be > 0.")
-  for name in ("log_every_steps", "checkpoint_every_steps"):
-    if config[name] < 1:
-      raise ValueError(f"{name}={config[name]!r} must be >= 1.")
-  source = config.policy.source
-  if not isinstance(source, str) or not source:
-    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
-                     f"{source!r}.")
-  if config.method == "augment" and config.policy.source == "init":
-    logging.warning("method='augment' with policy.source='init': the hard policy applies "
-                    "each stage's first op (all W are 0), %s.", config.policy.ops[0])
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, *,
@@ -230,7 +176,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: for a bad config or an incompatible workdir.
     FloatingPointError: on a non-finite loss; the last good checkpoint is kept.
   """
-  check_config(config)
+  config_checks.check_config(config)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config)
   meta = checkpointer.read_meta()
@@ -268,8 +214,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                          "eriep_jax.experiment.run (or launch.py); pass initial_policy= to "
                          "train() when calling it directly.")
       else:
-        from eriep_jax.train import search  # pylint: disable=g-import-not-at-top
-        initial_policy = search.load_policy(config.policy.source, config)
+        initial_policy = search_io.load_policy(config.policy.source, config)
     state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
                                          tx=tx, policy_tx=policy_tx)
     start = 0
@@ -370,7 +315,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       report(step)   # steps/s, to the writer
       if step % config.log_every_steps == 0 or step == total_steps:
         logged = window.compute()
-        writer.write_scalars(step, logged)
+        writer.write_scalars(step, dict(logged))   # the writer is asynchronous: its own copy
         logged["elapsed_s"] = wall_before + time.perf_counter() - t_start
         history.append(dict(step=step, **logged))
         if is_main:

@@ -4,7 +4,12 @@ The paper evaluated with PyTorch 1.13 / torchvision transforms, so every op here
 follows torchvision's semantics, including the defaults the paper did not
 spell out. Each default relied on is written in the op's docstring.
 
-Contract: images are float32 batches (B, H, W, C) in [0, 1], NHWC. Every
+These are evaluation transforms, not data loading: the robustness sweep
+(`eriep_jax.evaluate.robustness`) applies them to the test batches. The module
+imports no TensorFlow.
+
+Contract: images are float32 batches (B, H, W, C) in [0, 1], NHWC (the
+package's contract, `eriep_jax.images`; any float dtype is accepted). Every
 function has the signature ``fn(images, key, **options) -> images``, is pure,
 jit-able and vmap-free for the caller, and draws independent randomness for
 every sample of the batch (``jax.random.split(key, B)``). Random ops are a
@@ -32,6 +37,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from eriep_jax import images as images_lib
+
 __all__ = [
     "EVAL_PERTURBATIONS", "get_eval_perturbation", "identity", "perturb_1",
     "perturb_2", "perturb_3", "gaussian_noise", "random_erasing", "erase",
@@ -48,16 +55,14 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
 def _check_images(images: jax.typing.ArrayLike, fn: str) -> jax.Array:
-  images = jnp.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(
-        f"{fn} expects a batch of images (B, H, W, C); got shape {images.shape}, "
-        "add a batch axis with images[None]")
-  if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise TypeError(
-        f"{fn} expects float images in [0, 1]; got dtype {images.dtype}, "
-        "convert with images.astype(jnp.float32) / 255")
-  return images
+  """The image contract of every perturbation, named after the calling `fn`.
+
+  `eriep_jax.images.check_images` with this module's options: any float dtype
+  (float32 is the contract), any channel count, rank 4; checked while tracing.
+  """
+  return images_lib.check_images(images, caller=fn, float32_only=False,
+                                 channels=None, min_size=0,
+                                 allow_empty_batch=True)
 
 
 def _sample_keys(key: jax.Array, n: int) -> jax.Array:

@@ -1,0 +1,55 @@
+"""Stage 1 of Algorithm 1 ("OPTIMIZE EPM"): the WGAN-GP policy search, Eq. (3)-(4).
+
+The EPM policy (M, P, W) is trained alone, after Faster AutoAugment (Hataya et
+al., 2020), so that its perturbed images A stay close in distribution to clean
+images B' and stay classifiable:
+
+  L_EPM = d_theta(A, B') + eps * l                                   (Eq. 3)
+  l = E_A CE(f(x), y) + E_B' CE(f(x'), y')                           (Eq. 4)
+
+d_theta is the Wasserstein-1 estimate of a WGAN-GP critic D; D and the
+classifier f share one registry backbone (:class:`SearchCritic`). Each step
+splits every device's batch in halves: the first half is perturbed into A,
+the second is B'. Then, in the order of the reference implementation:
+
+1. critic step (A held fixed by ``stop_gradient``):
+   minimise -(E D(B') - E D(A)) + lambda_gp * GP + eps * CE(f(B'));
+2. policy step (critic fixed, at its updated parameters): minimise
+   -E D(A) + eps * CE(f(A)) with A = perturb(policy, x, mode='soft'), so
+   gradients reach M, P and W. A is drawn afresh (new sub-policy choices and
+   gates for the same images), as the reference implementation calls the
+   policy a second time.
+
+The logged ``wasserstein`` is the critic's estimate E D(B') - E D(A) before its
+update, and ``epm_loss`` is Eq. (3) with Eq. (4) from the two steps' terms.
+
+Both players use Adam (lr 1e-3, betas (0, 0.999) by default). The step is
+``jax.pmap``-ed over local devices with ``axis_name='batch'``; gradients and
+metrics are ``pmean``-ed. Usage::
+
+  policy = run_search(config, workdir)          # writes checkpoint, JSON, table, PNG
+  policy = resolve_policy(config, workdir, key) # config.policy.source: init|search|<path>
+
+The critic's backbone runs without batch norm by default
+(``config.search.batch_norm = False``): the per-example gradient penalty
+assumes each critic score depends on its own image only, which batch
+statistics break (Gulrajani et al., 2017, Sec. 4). Faster AutoAugment's code
+keeps the WideResNet's batch norm; ``batch_norm=True`` is offered for that
+variant (the statistics are then per-device batch statistics, updated in the
+critic step).
+"""
+
+from eriep_jax.config_checks import check_search_config
+from eriep_jax.search.critic import backbone_options, build_critic, critic_apply
+from eriep_jax.search.io import (CHECKPOINT_DIR, GRID_PNG, PARAMS_JSON, POLICY_JSON,
+                                 SEARCH_LOG, SUMMARY_TXT, is_finished, load_policy,
+                                 params_from_policy, save_policy)
+from eriep_jax.search.loop import resolve_policy, run_search
+from eriep_jax.search.step import SearchState, create_search_state, make_search_step, search_step
+
+__all__ = [
+    "SearchState", "create_search_state", "make_search_step", "search_step", "run_search",
+    "resolve_policy", "load_policy", "save_policy", "params_from_policy", "is_finished",
+    "check_search_config", "build_critic", "critic_apply", "backbone_options",
+    "CHECKPOINT_DIR", "GRID_PNG", "PARAMS_JSON", "POLICY_JSON", "SEARCH_LOG", "SUMMARY_TXT",
+]

@@ -1,0 +1,186 @@
+"""Stage-1 policy I/O: the files a search writes, and loading a policy from any of them.
+
+A search workdir holds ``policy_checkpoint/`` (orbax), ``policy_params.json``
+(the raw parameters, exact), ``policy.json`` (the discretised Policy),
+``policy_summary.txt``, ``policy_grid.png`` and ``search_log.json``.
+"""
+
+import os
+import pathlib
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from eriep_jax import ops as ops_lib
+from eriep_jax import policy as policy_lib
+
+__all__ = ["CHECKPOINT_DIR", "POLICY_JSON", "SUMMARY_TXT", "PARAMS_JSON", "SEARCH_LOG",
+           "GRID_PNG", "save_policy", "load_policy", "params_from_policy", "is_finished"]
+
+CHECKPOINT_DIR = "policy_checkpoint"
+POLICY_JSON = "policy.json"
+SUMMARY_TXT = "policy_summary.txt"
+PARAMS_JSON = "policy_params.json"
+SEARCH_LOG = "search_log.json"
+GRID_PNG = "policy_grid.png"
+
+
+def save_policy(params: Any, workdir: os.PathLike, *, images: Optional[np.ndarray] = None,
+                key: Optional[jax.Array] = None) -> dict[str, pathlib.Path]:
+  """Writes the searched policy: orbax checkpoint, JSON, summary table and PNG grid.
+
+  Args:
+    params: the :class:`~eriep_jax.policy.PolicyParams` (on the host).
+    workdir: output folder (created).
+    images: a few clean images (B, H, W, C) for the PNG grid; no grid if None.
+    key: PRNG key for the grid's perturbations.
+
+  Returns:
+    A dict of the written paths: ``checkpoint``, ``json``, ``summary``, ``grid``.
+  """
+  workdir = pathlib.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  paths = {"checkpoint": workdir / CHECKPOINT_DIR, "json": workdir / POLICY_JSON,
+           "summary": workdir / SUMMARY_TXT, "params": workdir / PARAMS_JSON}
+  params = jax.device_get(params)
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(paths["checkpoint"], _policy_to_tree(params), force=True)
+  paths["params"].write_text(policy_lib.params_to_json(params), encoding="utf-8")
+  discrete = policy_lib.discretize(params)
+  paths["json"].write_text(discrete.to_json(), encoding="utf-8")
+  table = discrete.summary()
+  paths["summary"].write_text(table + "\n", encoding="utf-8")
+  print(table, flush=True)
+  if images is not None:
+    paths["grid"] = workdir / GRID_PNG
+    policy_lib.save_grid(params, images, paths["grid"],
+                         jax.random.key(0) if key is None else key)
+  return paths
+
+
+def _policy_to_tree(params: Any) -> dict[str, np.ndarray]:
+  """PolicyParams -> a tree of arrays only (orbax stores no strings): ops as indices."""
+  all_ops = tuple(ops_lib.OPS)
+  return {
+      "magnitude": np.asarray(params.magnitude, np.float32),
+      "probability": np.asarray(params.probability, np.float32),
+      "weight": np.asarray(params.weight, np.float32),
+      "op_index": np.asarray([all_ops.index(n) for n in params.ops], np.int32),
+      "selection_temperature": np.asarray(params.selection_temperature, np.float32),
+      "bernoulli_temperature": np.asarray(params.bernoulli_temperature, np.float32),
+  }
+
+
+def _policy_from_tree(tree: Mapping[str, Any]) -> Any:
+  all_ops = tuple(ops_lib.OPS)
+  return policy_lib.PolicyParams(
+      magnitude=jnp.asarray(tree["magnitude"], jnp.float32),
+      probability=jnp.asarray(tree["probability"], jnp.float32),
+      weight=jnp.asarray(tree["weight"], jnp.float32),
+      ops=tuple(all_ops[int(i)] for i in np.asarray(tree["op_index"]).reshape(-1)),
+      selection_temperature=float(tree["selection_temperature"]),
+      bernoulli_temperature=float(tree["bernoulli_temperature"]))
+
+
+def params_from_policy(policy: Any, config: Any = None) -> Any:
+  """Embeds a discretised Policy (e.g. read from JSON) in raw PolicyParams.
+
+  Each stage's chosen op gets W = 1 and every other op W = 0, so that the
+  selection softmax(W / T_sel) puts weight 1 / (1 + (N - 1) e^{-1/T_sel}) on it
+  (> 0.99999 at T_sel = 0.05 with 17 ops): soft mode is then the discrete
+  policy up to that rounding, and ``discretize`` gives the same Policy back.
+  The chosen op's probability and magnitude are stored as logits of p and mu;
+  the other ops keep ``init_probability`` / ``init_magnitude``.
+
+  Args:
+    policy: a :class:`~eriep_jax.policy.Policy`.
+    config: ``config.policy`` (ops, L, temperatures, init values); None means
+      the policy defaults. Every op of the Policy must be in its ``ops``.
+
+  Returns:
+    :class:`~eriep_jax.policy.PolicyParams` of shape (L, K, N) with L and K
+    from the Policy and N from ``config.ops``.
+
+  Raises:
+    ValueError: if the Policy uses an op that ``config.ops`` lacks.
+  """
+  cfg = policy_lib.PolicyConfig() if config is None else policy_lib.PolicyConfig.from_config(
+      config)
+  missing = sorted({op.op for sub in policy.subpolicies for op in sub} - set(cfg.ops))
+  if missing:
+    raise ValueError(f"the policy uses ops {missing} that config.policy.ops lacks; add them "
+                     "to config.policy.ops.")
+  shape = (policy.num_subpolicies, policy.num_stages, len(cfg.ops))
+
+  def logit(p):
+    p = float(np.clip(p, 0.0, 1.0))
+    return -np.inf if p == 0 else (np.inf if p == 1 else np.log(p) - np.log1p(-p))
+
+  weight = np.zeros(shape, np.float32)
+  prob = np.full(shape, logit(cfg.init_probability), np.float32)
+  mag = np.full(shape, logit(cfg.init_magnitude), np.float32)
+  for l, sub in enumerate(policy.subpolicies):
+    for k, op in enumerate(sub):
+      n = cfg.ops.index(op.op)
+      weight[l, k, n] = 1.0
+      prob[l, k, n] = logit(op.probability)
+      mag[l, k, n] = logit(op.magnitude)
+  return policy_lib.PolicyParams(
+      magnitude=jnp.asarray(mag), probability=jnp.asarray(prob), weight=jnp.asarray(weight),
+      ops=cfg.ops, selection_temperature=cfg.selection_temperature,
+      bernoulli_temperature=cfg.bernoulli_temperature)
+
+
+def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] = None) -> Any:
+  """Loads a searched policy: a policy checkpoint dir, a search workdir or a JSON file.
+
+  A checkpoint or a ``policy_params.json`` restores the raw parameters exactly
+  (ops and temperatures included); a search workdir is read in that order. A JSON :class:`~eriep_jax.policy.Policy` holds only the
+  discretised policy; it is embedded with :func:`params_from_policy`.
+
+  Args:
+    path: an orbax ``policy_checkpoint`` dir, a search workdir holding one
+      (or a ``policy.json``), or a ``policy.json`` file.
+    config: the experiment config; its ``policy`` block is used for JSON.
+
+  Returns:
+    :class:`~eriep_jax.policy.PolicyParams`.
+
+  Raises:
+    ValueError: naming the path, if it is missing or cannot be read as a policy.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise ValueError(f"policy path {str(path)!r} does not exist; point config.policy.source "
+                     "at a policy.json or a policy_checkpoint dir written by --mode=search.")
+  if path.is_dir() and not _is_checkpoint(path):
+    for name in (CHECKPOINT_DIR, PARAMS_JSON, POLICY_JSON):
+      if (path / name).exists() and (name != CHECKPOINT_DIR or _is_checkpoint(path / name)):
+        path = path / name
+        break
+  try:
+    if path.is_file() and '"eriep_jax.policy_params/' in path.read_text(encoding="utf-8"):
+      return policy_lib.params_from_json(path.read_text(encoding="utf-8"))
+    if path.is_file():
+      discrete = policy_lib.Policy.from_json(path.read_text(encoding="utf-8"))
+      return params_from_policy(discrete, None if config is None else config.policy)
+    with ocp.StandardCheckpointer() as ckpt:
+      return _policy_from_tree(ckpt.restore(path.absolute()))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"policy path {str(path)!r} could not be read as a searched policy "
+                     f"({type(e).__name__}: {e}); pass a policy.json or a policy_checkpoint "
+                     "dir written by --mode=search.") from e
+
+
+def _is_checkpoint(path: pathlib.Path) -> bool:
+  return path.is_dir() and any((path / n).exists() for n in ("_CHECKPOINT_METADATA",
+                                                               "_METADATA", "manifest.ocdbt"))
+
+
+def is_finished(directory: os.PathLike) -> bool:
+  """True when ``directory`` holds a finished search (its ``policy_params.json``)."""
+  return (pathlib.Path(directory) / PARAMS_JSON).is_file()

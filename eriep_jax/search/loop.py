@@ -1,0 +1,167 @@
+"""The stage-1 loop: ``run_search`` trains the policy and writes it; ``resolve_policy``.
+
+``resolve_policy(config, workdir, key)`` gives the policy that
+``config.policy.source`` names: ``'init'``, ``'search'`` (running the search),
+``'random'`` or a path.
+"""
+
+import json
+import os
+import pathlib
+import time
+from typing import Any, Mapping, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from eriep_jax import config_checks
+from eriep_jax import data as data_lib
+from eriep_jax import parallel
+from eriep_jax import policy as policy_lib
+from eriep_jax import rng
+from eriep_jax import writers
+from eriep_jax.search import critic as critic_lib
+from eriep_jax.search import io
+from eriep_jax.search import step as step_lib
+
+__all__ = ["run_search", "resolve_policy"]
+
+
+def _num_steps(config: ml_collections.ConfigDict, num_train: Optional[int]) -> tuple[int, int]:
+  """(total steps, examples per epoch) of the search."""
+  s = config.search
+  examples = s.num_examples if num_train is None else min(s.num_examples, num_train)
+  if examples < s.batch_size:
+    raise ValueError(f"config.search.batch_size {s.batch_size} is larger than the {examples} "
+                     "training examples available to the search; use a smaller batch size.")
+  steps_per_epoch = examples // s.batch_size
+  if s.get("num_steps", -1) > 0:
+    return int(s.num_steps), examples
+  return max(1, int(round(s.num_epochs * steps_per_epoch))), examples
+
+
+def _progress_line(step: int, total: int, metrics: Mapping[str, float], rate: float) -> str:
+  parts = [f"search {step}/{total}", f"W {metrics['wasserstein']:+.4f}",
+           f"GP {metrics['gp']:.4f}", f"L_critic {metrics['critic_loss']:+.4f}",
+           f"L_policy {metrics['policy_loss']:+.4f}"]
+  parts += [f"H{k[len('entropy_stage'):]} {v:.3f}" for k, v in metrics.items()
+            if k.startswith("entropy_stage")]
+  parts.append(f"{rate:.1f} img/s")
+  return " | ".join(parts)
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
+  """Runs stage 1 (Algorithm 1, "OPTIMIZE EPM") and writes its results.
+
+  Trains the policy against the WGAN-GP critic for ``search.num_epochs``
+  epochs over ``search.num_examples`` training images (``search.num_steps >
+  0`` overrides), pmapped over the local devices. Logs the Wasserstein
+  estimate, the gradient penalty, both losses and each stage's op-weight
+  entropy every ``search.log_every_steps`` steps, with a progress line.
+
+  Writes to ``workdir``: ``policy_checkpoint/`` (orbax), ``policy_params.json``
+  (the raw parameters, exact and small enough to commit), ``policy.json``
+  (the discretised :class:`~eriep_jax.policy.Policy`), ``policy_summary.txt``
+  (also printed), ``policy_grid.png`` and ``search_log.json`` (the logged
+  metrics and the wall time). The search uses ``config.search.seed`` (not the
+  run's ``config.seed``), so one searched policy serves every seed of a sweep.
+
+  Args:
+    config: the experiment config.
+    workdir: output folder (created).
+
+  Returns:
+    The searched :class:`~eriep_jax.policy.PolicyParams`, on the host.
+
+  Raises:
+    ValueError: for bad ``config.search`` values (before any compute).
+  """
+  num_devices = jax.local_device_count()
+  config_checks.check_search_config(config, num_devices=num_devices)
+  workdir = pathlib.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  s = config.search
+
+  info = data_lib.get_dataset_info(config)
+  total_steps, examples = _num_steps(config, info.num_train)
+
+  seed = int(s.get("seed", 0))
+  key = rng.purpose_key(seed, "search")
+  key_init, key_steps, key_grid = jax.random.split(key, 3)
+  state, critic_module = step_lib.create_search_state(config, key_init, tuple(info.image_shape),
+                                             info.num_classes, **critic_lib.backbone_options(config))
+  step_fn = step_lib.make_search_step(config, critic_module,
+                             train_policy=s.get("train_policy", True))
+  state = parallel.replicate(state)
+
+  batches = data_lib.train_iterator(config, seed=seed, num_examples=examples,
+                                    batch_size=s.batch_size)
+  writer = writers.create_writer(str(workdir), just_logging=jax.process_index() > 0)
+  log_every = max(1, int(s.get("log_every_steps", config.get("log_every_steps", 50))))
+  grid_images = None
+  logging.info("stage-1 search: %d steps of %d images on %d devices, %d examples",
+               total_steps, s.batch_size, num_devices, examples)
+  start = last = time.perf_counter()
+  last_step = 0
+  log = []
+  for step in range(1, total_steps + 1):
+    batch = next(batches)
+    if grid_images is None:
+      grid_images = np.asarray(jax.device_get(batch["image"]))[0][:8]
+    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]},
+                             key_steps)
+    if step % log_every == 0 or step == total_steps:
+      metrics = {k: float(v) for k, v in parallel.unreplicate(metrics).items()}
+      now = time.perf_counter()
+      rate = (step - last_step) * s.batch_size / max(now - last, 1e-9)
+      metrics["images_per_sec"] = rate
+      writer.write_scalars(step, metrics)
+      log.append(dict(step=step, **metrics))
+      if config.get("progress", True):
+        print(_progress_line(step, total_steps, metrics, rate), flush=True)
+      last, last_step = now, step
+  writer.flush()
+  wall = time.perf_counter() - start
+  logging.info("stage-1 search done in %.1f s", wall)
+  params = parallel.unreplicate(state.policy)
+  # The log is written before the policy: a policy file marks a finished search.
+  (workdir / io.SEARCH_LOG).write_text(json.dumps(
+      {"num_steps": total_steps, "num_examples": examples, "batch_size": s.batch_size,
+       "seed": seed, "wall_time_s": wall, "log": log}, indent=1), encoding="utf-8")
+  io.save_policy(params, workdir, images=grid_images, key=key_grid)
+  return params
+
+
+def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,
+                   key: jax.Array) -> Any:
+  """The policy stage 2 starts from, per ``config.policy.source``.
+
+  Args:
+    config: the experiment config.
+    workdir: the run's workdir; ``'search'`` searches into ``workdir/search``.
+    key: PRNG key for ``'init'``.
+
+  Returns:
+    :class:`~eriep_jax.policy.PolicyParams`: ``'init'`` -> ``init_policy``;
+    ``'search'`` -> :func:`run_search` first; ``'random'`` -> the discrete
+    ``random_policy(config.policy.seed)`` embedded with
+    :func:`params_from_policy`; any other string -> the policy loaded from
+    that path (:func:`load_policy`).
+
+  Raises:
+    ValueError: for an empty source, or a missing/corrupt path (naming it).
+  """
+  source = config.policy.source
+  if not isinstance(source, str) or not source:
+    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
+                     f"{source!r}.")
+  if source == "init":
+    return policy_lib.init_policy(key, config.policy)
+  if source == "search":
+    return run_search(config, pathlib.Path(workdir) / "search")
+  if source == "random":
+    return io.params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
+                                                       config.policy), config.policy)
+  return io.load_policy(source, config)

@@ -1,0 +1,117 @@
+"""Tests for the report: statistics, verdicts and the packaged paper numbers, on hand-made runs."""
+
+import json
+import math
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from eriep_jax.evaluate import report
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+COLUMNS = ("clean", "perturb1", "perturb2", "perturb3", "noise_0", "noise_0.2", "noise_0.4")
+
+
+def _write(root, variant, seed, acc, model="cnn8"):
+  d = root / variant / f"seed_{seed}" / "eval"
+  d.mkdir(parents=True)
+  r = {"variant": variant, "method": variant.split("_")[0], "seed": seed, "model": model,
+       "width": 0.25, "dataset": "folder:cifar10", "step": 10, "num_examples": 100,
+       "accuracy": acc, "protocol": {"num_epochs": 1, "batch_size": 8}}
+  (d / "results.json").write_text(json.dumps(r))
+
+
+def _sweep(tmp_path):
+  """standard = base; eriep: clear win on perturb1, clear loss on perturb2, tie on perturb3."""
+  base = {0: 50.0, 1: 52.0, 2: 54.0}
+  win = {0: 10.0, 1: 12.0, 2: 14.0}        # differences 10, 12, 14: mean 12, std 2
+  loss = {0: -3.0, 1: -4.0, 2: -5.0}       # mean -4, std 1
+  tie = {0: 1.0, 1: -1.0, 2: 0.0}          # mean 0, std 1
+  for s in (0, 1, 2):
+    std_acc = {c: base[s] for c in COLUMNS}
+    eri = dict(std_acc)
+    eri["perturb1"] = base[s] + win[s]
+    eri["perturb2"] = base[s] + loss[s]
+    eri["perturb3"] = base[s] + tie[s]
+    eri["clean"] = base[s] + 3.0 + 0.1 * s   # 3.0, 3.1, 3.2: paper's +3.27 just outside
+    _write(tmp_path, "standard", s, std_acc)
+    _write(tmp_path, "eriep", s, eri)
+  return tmp_path
+
+
+def test_t_quantile_matches_scipy():
+  for df in (1, 2, 3, 5, 10, 29, 30, 31, 45, 100, 1000):
+    np.testing.assert_allclose(report.t_quantile(df), stats.t.ppf(0.975, df), atol=2e-4)
+  with pytest.raises(ValueError, match="at least 2 seeds"):
+    report.t_quantile(0)
+
+
+def test_means_intervals_and_verdicts_equal_hand_computed(tmp_path):
+  out = report.write_report(str(_sweep(tmp_path)))
+  m = out["summary"]["models"]["cnn8"]
+  st = m["stats"]["standard"]["clean"]
+  assert st["n"] == 3 and st["mean"] == pytest.approx(52.0) and st["std"] == pytest.approx(2.0)
+  d = m["differences"]["eriep - standard"]
+  t2 = 4.302653                                  # t_{0.975, 2}
+  win = d["perturb1"]
+  assert win["mean"] == pytest.approx(12.0) and win["std"] == pytest.approx(2.0)
+  assert win["half_width"] == pytest.approx(t2 * 2.0 / math.sqrt(3), rel=1e-4)
+  assert win["low"] == pytest.approx(12.0 - 4.968275, rel=1e-4)
+  loss = d["perturb2"]
+  assert loss["mean"] == pytest.approx(-4.0) and loss["half_width"] == pytest.approx(
+      t2 / math.sqrt(3), rel=1e-4)
+  assert d["perturb3"]["mean"] == pytest.approx(0.0)
+  verdicts = {v["column"]: v for v in out["verdicts"]}
+  # perturb1: [7.03, 16.97] excludes 0 and the paper's +23.20: same side, smaller.
+  assert verdicts["perturb1"]["verdict"] == "same direction, smaller"
+  assert verdicts["perturb1"]["paper_difference"] == pytest.approx(63.17 - 39.97)
+  assert verdicts["perturb2"]["verdict"] == "contradicted"   # [-6.48, -1.52], paper +25.09
+  assert verdicts["perturb3"]["verdict"] == "inconclusive"   # [-2.48, 2.48]
+  # clean: 3.1 +- 0.248 = [2.85, 3.35] contains the paper's 80.01 - 76.74 = 3.27.
+  assert verdicts["clean"]["verdict"] == "reproduced"
+  assert ("perturb1, cnn8 eriep - standard: +12.0 +- 5.0 points over 3 seeds (paper: +23.2): "
+          "same direction, smaller") == verdicts["perturb1"]["line"]
+  # noise_0.4 (Fig. 2, paper +7): a zero difference with zero spread has no interval width;
+  # it is on 0, so inconclusive.
+  assert verdicts["noise_0.4"]["verdict"] == "inconclusive"
+  md = (tmp_path / "report" / "report.md").read_text()
+  assert "same direction, smaller" in md and "| eriep | 3 |" in md
+  assert (tmp_path / "report" / "fig2_noise.png").stat().st_size > 1000
+  saved = json.loads((tmp_path / "report" / "report.json").read_text())
+  assert [v["verdict"] for v in saved["verdicts"]] == [v["verdict"] for v in out["verdicts"]]
+
+
+def test_verdict_rules():
+  def diff(lo, hi):
+    return {"n": 3, "low": lo, "high": hi, "mean": (lo + hi) / 2}
+  assert report.verdict(diff(1, 5), 3) == "reproduced"
+  assert report.verdict(diff(1, 2), 3) == "same direction, smaller"
+  assert report.verdict(diff(4, 6), 3) == "same direction, larger"
+  assert report.verdict(diff(-3, -1), 3) == "contradicted"
+  assert report.verdict(diff(-1, 4), 3) == "inconclusive"   # contains 0 and 3
+  assert report.verdict({"n": 1, "low": math.nan, "high": math.nan, "mean": 2}, 3) == \
+      "inconclusive"
+
+
+def test_depth_figure_and_refusal(tmp_path):
+  for model in ("cnn4", "cnn8"):
+    for s in (0, 1):
+      for v, acc in (("standard", 40.0 + s), ("eriep", 45.0 + 2 * s)):
+        _write(tmp_path / model, v, s, {c: acc for c in COLUMNS}, model=model)
+  out = report.write_report(str(tmp_path))
+  assert out["files"]["fig3"] == "fig3_depth.png"
+  assert out["summary"]["models"]["cnn4"]["differences"]["eriep - standard"]["noise_0.2"][
+      "mean"] == pytest.approx(5.5)
+  with pytest.raises(ValueError, match="no finished run below .* train first"):
+    report.write_report(str(tmp_path / "empty"))
+
+
+@pytest.mark.skipif(not (SHARED / "paper" / "paper_results.json").is_file(),
+                    reason="../shared/paper is absent (the packaged copy is then untested)")
+def test_packaged_paper_numbers_equal_shared():
+  shared = json.loads((SHARED / "paper" / "paper_results.json").read_text())
+  assert report.paper_results() == shared
+  assert os.path.basename(report.__file__) == "report.py"
