@@ -411,5 +411,7 @@ def test_params_json_round_trip_is_exact():
     np.testing.assert_array_equal(getattr(back, f), getattr(params, f))
   assert (back.ops, back.selection_temperature, back.bernoulli_temperature) == (
       params.ops, params.selection_temperature, params.bernoulli_temperature)
-  with pytest.raises(ValueError, match="policy-params JSON"):
+  with pytest.raises(ValueError, match="format 'other' is not .*pass params_to_json"):
     P.params_from_json('{"format": "other"}')
+  with pytest.raises(ValueError, match="not policy-params JSON"):
+    P.params_from_json('{"format": "eriep_jax.policy_params/v1"}')

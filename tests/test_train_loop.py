@@ -64,7 +64,7 @@ def straight(tmp_path_factory, compile_cache):
   return wd, loop.train(_config(), wd, perturb_fn=_noise_perturb)
 
 
-class _SigtermAfterK(loop._Stop):  # pylint: disable=protected-access
+class _SigtermAfterK(loop.PreemptionFlag):
   """The loop's SIGTERM handler; a real SIGTERM is raised once K steps are done."""
 
   def __init__(self):
@@ -91,7 +91,7 @@ def test_resume_equals_straight_run(straight, tmp_path, monkeypatch):
   _, full = straight
   assert full.finished and full.step == 2 * K
   wd = str(tmp_path / "resumed")
-  monkeypatch.setattr(loop, "_Stop", _SigtermAfterK)
+  monkeypatch.setattr(loop, "PreemptionFlag", _SigtermAfterK)
   first = loop.train(_config(), wd, perturb_fn=_noise_perturb)
   monkeypatch.undo()
   assert not first.finished and first.step == K

@@ -304,7 +304,8 @@ def params_from_json(text: str) -> PolicyParams:
   try:
     data = json.loads(text)
     if data.get("format") != _PARAMS_FORMAT:
-      raise ValueError(f"format {data.get('format')!r} is not {_PARAMS_FORMAT!r}")
+      raise ValueError(f"format {data.get('format')!r} is not {_PARAMS_FORMAT!r}; pass "
+                       "params_to_json() output (policy_params.json of a search)")
     params = PolicyParams(
         **{f: jnp.asarray(np.asarray(data[f], np.float32)) for f in
            ("magnitude", "probability", "weight")},

@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from eriep_jax import config_checks
 from eriep_jax import data
@@ -51,7 +52,7 @@ from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
 
-__all__ = ["build_model", "train", "TrainResult", "abstract_policy",
+__all__ = ["build_model", "train", "TrainResult", "PreemptionFlag", "abstract_policy",
            "policy_meta", "read_history", "HISTORY_FILE"]
 
 HISTORY_FILE = "history.jsonl"
@@ -140,8 +141,11 @@ class _WindowMetrics:
     return {k: float(a.compute()) for k, a in self.averages.items()}
 
 
-class _Stop:
-  """Set by SIGTERM; the loop checkpoints and returns."""
+class PreemptionFlag:
+  """Set by SIGTERM (cluster preemption); the loop checkpoints and returns.
+
+  Public so that tests (and users with another preemption signal) can replace it.
+  """
 
   def __init__(self):
     self.requested = False
@@ -239,7 +243,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       f.writelines(json.dumps(h) + "\n" for h in full_history)
   if start == 0:
     writer.write_hparams({k: str(v) for k, v in ckpt_lib.math_fields(config).items()})
-  stopper = _Stop()
+  stopper = PreemptionFlag()
   old_handler = None
   try:
     old_handler = signal.signal(signal.SIGTERM, stopper)
@@ -247,7 +251,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     pass
   progress = None
   if config.progress and is_main:
-    import tqdm  # pylint: disable=g-import-not-at-top
     progress = tqdm.tqdm(total=total_steps, initial=start, desc=f"train {config.method}",
                          unit="step", dynamic_ncols=True, mininterval=1.0)
 
