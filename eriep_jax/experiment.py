@@ -222,7 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   frac(L_N > L_R) over training, the EPM's drift (entropy per stage, mean p
   and mu of the selected ops) and the final discretised policy.
   """
-  if initial_policy is not None and not os.path.isfile(os.path.join(workdir, INITIAL_POLICY)):
+  if initial_policy is not None and jax.process_index() == 0 and \
+      not os.path.isfile(os.path.join(workdir, INITIAL_POLICY)):
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, INITIAL_POLICY), "w", encoding="utf-8") as f:
       f.write(policy_lib.discretize(initial_policy).to_json())
@@ -252,13 +253,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       **(extra or {}),
   }
   record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-  results = robustness.evaluate_and_write(config, workdir, model=out.model, variables=variables,
-                                          step=out.step, extra=dict(record, eval_wall_time_s=None))
-  results["eval_wall_time_s"] = time.perf_counter() - t0
-  path = os.path.join(workdir, RESULTS_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-  os.replace(path + ".tmp", path)
+  sweep = robustness.robustness_sweep(config, model=out.model, variables=variables)
+  results = {"method": config.method, "reference": config.reference,
+             "model": config.model.name, "width": config.model.width,
+             "dataset": f"{config.data.source}:{config.data.name}", "step": out.step,
+             "alpha": config.alpha, "sync_freq": config.sync_freq, **record,
+             "eval_wall_time_s": time.perf_counter() - t0, **sweep}
+  if jax.process_index() == 0:
+    robustness.write_results(config, workdir, results)
   return results
 
 
@@ -306,9 +308,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                          extra={"variant": variant})
     if not results[rundir].get("finished", True):
       return results
+  _summarize(config, workdir, runs, results)
+  return results
+
+
+def _summarize(config, workdir, runs, results) -> None:
+  """The end of a job: the report (seeded sweeps) or the one-seed comparison table."""
   if _seeds(config):
-    out = build_report(config, workdir)
-    print(out["markdown"], flush=True)
+    if jax.process_index() == 0:   # it reads the files that process 0 wrote
+      print(build_report(config, workdir)["markdown"], flush=True)
   elif config.get("compare_methods"):
     table = robustness.write_comparison(config, workdir,
                                         {v: results[d] for v, _, d in runs})
@@ -316,7 +324,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     print(f"One seed ({config.seed}): one run per method cannot tell a real difference from "
           "seed noise. Set config.seeds for intervals; the seeded CIFAR-10 study is in "
           "results/cifar10_cpu/ of the repository.", flush=True)
-  return results
 
 
 # --- Trained runs ------------------------------------------------------------------------
@@ -416,11 +423,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[st
     results[rundir] = robustness.evaluate_and_write(sub, rundir, model=trained.model,
                                                     variables=trained.variables,
                                                     step=trained.step, extra=extra)
-  if _seeds(config):
-    print(build_report(config, workdir)["markdown"], flush=True)
-  elif config.get("compare_methods"):
-    print(robustness.write_comparison(config, workdir, {v: results[d] for v, _, d in runs}),
-          flush=True)
+  _summarize(config, workdir, runs, results)
   return results
 
 

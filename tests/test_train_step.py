@@ -253,7 +253,7 @@ def test_step_schedule_and_optimizer_branches_equal_hand_computed():
 # The real soft EPM inside the step (no stand-in).
 # ----------------------------------------------------------------------------
 
-_OPS = ("brightness", "contrast", "shear_x")
+_OPS = ("brightness", "contrast")
 
 
 def _real_setup(**overrides):

@@ -29,7 +29,8 @@ from eriep_jax import parallel
 from eriep_jax import rng
 from eriep_jax.evaluate import perturbations
 
-__all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "markdown_table",
+__all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "write_results",
+           "markdown_table",
            "write_comparison", "plot_noise_sweep", "noise_name", "TABLE_COLUMNS"]
 
 # The demo's and the README's table: Table 3's columns plus Fig. 3's noise level.
@@ -165,7 +166,7 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   """Runs ``robustness_sweep`` and writes ``workdir/eval/results.{json,md}`` and the plot.
 
   ``results.json`` is written last and atomically (a rename), so its presence
-  marks a finished run.
+  marks a finished run. With several processes only process 0 writes.
 
   Args:
     config: the run's config.
@@ -185,8 +186,18 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
       "step": step, "alpha": config.alpha, "sync_freq": config.sync_freq,
       **(extra or {}), **sweep,
   }
+  if jax.process_index() == 0:   # every process has the same totals; one writes them
+    write_results(config, workdir, results)
+  return results
+
+
+def write_results(config: ml_collections.ConfigDict, workdir: str,
+                  results: dict[str, Any]) -> None:
+  """Writes ``workdir/eval/results.{md,json}`` and the plot; the JSON last, atomically."""
   out = os.path.join(workdir, "eval")
   os.makedirs(out, exist_ok=True)
+  sweep = results
+  step = results.get("step")
   columns = eval_names(config)
   table = markdown_table({config.method: sweep["accuracy"]}, columns)
   with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
@@ -200,7 +211,6 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   os.replace(tmp, os.path.join(out, "results.json"))
-  return results
 
 
 def write_comparison(config: ml_collections.ConfigDict, workdir: str,

@@ -19,7 +19,7 @@ copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
   (cd "$from" && find . -path ./report -prune -o -name initial_policy.json -print) | while read -r f; do
     mkdir -p "$to/$(dirname "$f")"; cp "$from/$f" "$to/$f"
   done
-  for d in search random_policy $(cd "$from" && ls -d depth_*/search depth_*/random_policy 2>/dev/null); do
+  for d in search random_policy $(cd "$from" && ls -d depth_*/search depth_*/random_policy 2>/dev/null || true); do
     [ -d "$from/$d" ] || continue
     mkdir -p "$to/$d"
     for f in $POLICY_FILES; do [ -f "$from/$d/$f" ] && cp "$from/$d/$f" "$to/$d/$f"; done
