@@ -335,3 +335,18 @@ def test_real_epm_live_reference_adds_the_x_p_gradient_to_n():
   delta = jax.tree.map(lambda a, b: a - b, grads["live"], grads["frozen"])
   assert max(float(jnp.max(jnp.abs(e))) for e in jax.tree.leaves(expected)) > 1e-4
   _assert_trees_close(delta, expected, 2e-5, "live - frozen")
+
+
+def test_batch_reduction_through_the_pmapped_step_equals_single_device():
+  """reduction='batch': the sign of the global gap, so 2 devices == 1 device on the batch."""
+  config = _config(sync_freq=2, alpha=0.7, reduction="batch")
+  config.optimizer.name = "sgd"
+  st, single, multi = _setup(config, perturb_fn=_det_perturb)
+  st = st.replace(ref_params=jax.tree.map(lambda x: x * 0.9, st.ref_params))
+  batch = _batch()
+  s1, m1 = single(st, batch, jax.random.key(5))
+  sharded = jax.tree.map(lambda x: x.reshape((2, 4) + x.shape[1:]), batch)
+  s2, m2 = multi(jax.tree.map(lambda x: jnp.stack([x, x]), st), sharded, jax.random.key(5))
+  _assert_trees_close(s1.params, jax.tree.map(lambda x: x[0], s2.params), 1e-5, "params")
+  np.testing.assert_allclose(m1["gap"], m2["gap"][0], rtol=1e-5)
+  np.testing.assert_allclose(m1["gap"], abs(float(m1["l_n"]) - float(m1["l_r"])), rtol=1e-5)

@@ -8,6 +8,8 @@ is a fixed stratified 80/20 split (`train_test_split(test_size=0.2,
 stratify=labels, random_state=0)`): 1,437 train and 360 test images, each split
 kept in the original file order. Batches then go through the same
 preprocessing, sharding and device path as every other source.
+
+scikit-learn and TensorFlow are imported inside `load_demo`, so importing this module costs neither.
 """
 
 import functools

@@ -17,6 +17,8 @@ Files are listed (not decoded) up front, which takes well under a second for
 stops the pipeline with a ValueError naming it. With `skip_corrupt=True` every
 file is decoded once at listing time (in parallel, in tf.data), and the bad
 ones are counted, logged and left out.
+
+TensorFlow is imported inside the decoding functions, so listing files needs no TensorFlow.
 """
 
 import functools

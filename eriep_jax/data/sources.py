@@ -17,6 +17,8 @@ record stream with a per-epoch seed.
 
 Importing this module imports TensorFlow and hides every GPU from it, so
 TensorFlow never takes accelerator memory from JAX.
+
+TensorFlow Datasets is imported inside the TFDS functions: folder and demo sources never load it.
 """
 
 import functools

@@ -12,6 +12,8 @@ Outputs of ``evaluate_and_write`` in ``<workdir>/eval``: ``results.json``,
 ``results.md`` (a markdown table) and ``noise_sweep.png`` (accuracy vs noise
 std). ``write_comparison`` writes ``<workdir>/comparison.{json,md,png}`` for
 several methods side by side.
+
+matplotlib is imported inside `plot_noise_sweep`, so scoring needs no plotting library.
 """
 
 import json
