@@ -231,7 +231,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if not out.finished:
     logging.warning("training stopped at step %d before the end; rerun to resume.", out.step)
     return {"finished": False, "step": out.step}
-  t0 = time.perf_counter()
   variables = {"params": out.state.params}
   if out.state.batch_stats:
     variables["batch_stats"] = out.state.batch_stats
@@ -253,15 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       **(extra or {}),
   }
   record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-  sweep = robustness.robustness_sweep(config, model=out.model, variables=variables)
-  results = {"method": config.method, "reference": config.reference,
-             "model": config.model.name, "width": config.model.width,
-             "dataset": f"{config.data.source}:{config.data.name}", "step": out.step,
-             "alpha": config.alpha, "sync_freq": config.sync_freq, **record,
-             "eval_wall_time_s": time.perf_counter() - t0, **sweep}
-  if jax.process_index() == 0:
-    robustness.write_results(config, workdir, results)
-  return results
+  return robustness.evaluate_and_write(config, workdir, model=out.model, variables=variables,
+                                       step=out.step, extra=record)
 
 
 def _load_results(workdir: str) -> dict[str, Any] | None:

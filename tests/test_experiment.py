@@ -18,25 +18,16 @@ from eriep_jax import policy as policy_lib
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
 
-import configs.default as default_config
+import train_child
 
 
 def _config(steps=4):
-  c = default_config.get_config()
-  c.data.source = "demo"
-  c.data.name = "digits"
-  c.data.num_train_examples = 96
-  c.data.shuffle_buffer = 96
-  c.model.width = 1 / 16
-  c.policy.num_subpolicies = 2
-  c.policy.ops = ("brightness", "contrast")
-  c.batch_size = 8
-  c.eval_batch_size = 120
+  """train_child's tiny real-EPM config (two ops, demo set), shortened and evaluated."""
+  c = train_child.config()
   c.num_train_steps = steps
   c.sync_freq = 2
-  c.log_every_steps = 1
   c.checkpoint_every_steps = 2
-  c.progress = False
+  c.eval_batch_size = 120
   c.write_plots = False
   c.eval.noise_stds = (0.0, 0.2)
   return c

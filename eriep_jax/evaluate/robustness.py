@@ -18,6 +18,7 @@ matplotlib is imported inside `plot_noise_sweep`, so scoring needs no plotting l
 
 import json
 import os
+import time
 import zlib
 from typing import Any, Sequence
 
@@ -181,12 +182,14 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   Returns:
     The results dict (as written to ``results.json``).
   """
+  t0 = time.perf_counter()
   sweep = robustness_sweep(config, model=model, variables=variables)
   results = {
       "method": config.method, "reference": config.reference, "model": config.model.name,
       "width": config.model.width, "dataset": f"{config.data.source}:{config.data.name}",
       "step": step, "alpha": config.alpha, "sync_freq": config.sync_freq,
-      **(extra or {}), **sweep,
+      # extra wins: a re-evaluation (--mode=eval) keeps the run's original record.
+      "eval_wall_time_s": time.perf_counter() - t0, **(extra or {}), **sweep,
   }
   if jax.process_index() == 0:   # every process has the same totals; one writes them
     write_results(config, workdir, results)
