@@ -5,6 +5,7 @@ r"""Runs an eriep_jax experiment: the whole job, a re-evaluation, a search or a 
       --config.alpha=0.3
   python launch.py --config=configs/cifar10_cnn8.py --workdir=/tmp/cnn8 --mode=eval
   python launch.py --config=configs/cifar10_cpu.py --workdir=/tmp/study --mode=report
+  python launch.py --config=configs/cifar10_cpu.py --workdir=/tmp/study --mode=gradcam
 
 A rerun with the same --workdir resumes from its latest checkpoint. For several
 hosts, start one process per host with --distributed (see README).
@@ -18,11 +19,12 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "search", "report"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "search", "report", "gradcam"],
                   "train: Algorithm 1 end to end (search if the policy source says so, "
                   "every method and seed, evaluation, report); eval: re-evaluate the trained "
                   "runs; search: stage 1 (the EPM policy) only; report: the report from the "
-                  "finished runs.")
+                  "finished runs; gradcam: the Fig. 4 Grad-CAM panel and every run's CAM-stability "
+                  "score.")
 flags.DEFINE_bool("distributed", False,
                   "Call jax.distributed.initialize() first (multi-host runs). On SLURM, Open MPI or "
                   "Cloud TPU it finds the cluster itself; elsewhere pass the three flags below.")
@@ -61,6 +63,10 @@ def _run(argv):
     experiment.search.run_search(config, FLAGS.workdir)
   elif FLAGS.mode == "eval":
     experiment.evaluate_workdir(config, FLAGS.workdir)
+  elif FLAGS.mode == "gradcam":
+    summary = experiment.gradcam_workdir(config, FLAGS.workdir)
+    print(f"wrote {summary['panel']} and gradcam/cam_stability.json in {FLAGS.workdir}",
+          flush=True)
   elif FLAGS.mode == "report":
     print(experiment.build_report(config, FLAGS.workdir)["markdown"], flush=True)
   else:

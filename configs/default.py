@@ -109,6 +109,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.noise_stds = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
   c.eval.seed = 0
 
+  # --- Grad-CAM (Fig. 4; eriep_jax.evaluate.gradcam, --mode=gradcam). ---
+  c.gradcam = ml_collections.ConfigDict()
+  c.gradcam.method = "eriep"       # the ERIEP variant of the panel, beside 'standard'
+  c.gradcam.seed = -1              # the panel's run seed; -1: the first of config.seeds
+  c.gradcam.num_images = 8         # panel rows: test images spread evenly over the split
+  c.gradcam.target = "label"       # the class explained: 'label' (true) or 'predicted'
+  c.gradcam.blur_radius_224 = 9.0  # Fig. 4's blur sigma at 224 px, scaled to the image size
+  c.eval.cam_stability = False     # also score CAM(x) vs CAM(blur(x)) after training
+
   # --- Logging and checkpoints. ---
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000

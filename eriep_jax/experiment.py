@@ -6,6 +6,7 @@ This is the one module that imports both ``train`` and ``evaluate``;
   results = run(config, workdir)             # --mode=train: Algorithm 1 end to end
   results = evaluate_workdir(config, workdir)  # --mode=eval: re-score trained runs
   report = build_report(config, workdir)     # --mode=report
+  panel = gradcam_workdir(config, workdir)   # --mode=gradcam: Fig. 4 and CAM stability
   trained = restore(workdir)                 # a trained run, for a notebook
 
 Variants. ``config.compare_methods`` lists what to train, each a method name
@@ -42,13 +43,16 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from eriep_jax import config_checks
 from eriep_jax import data
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import search
+from eriep_jax.evaluate import gradcam as gradcam_lib
 from eriep_jax.evaluate import report as report_lib
 from eriep_jax.evaluate import robustness
 from eriep_jax.train import checkpoint as ckpt_lib
@@ -58,6 +62,7 @@ from eriep_jax.train import step as step_lib
 
 __all__ = ["MODIFIERS", "Run", "parse_variant", "variant_config", "run_dirs", "restore",
            "prepare_policy", "train_and_evaluate", "run", "evaluate_workdir", "build_report",
+           "gradcam_workdir",
            "RESULTS_FILE", "RANDOM_POLICY_DIR"]
 
 RESULTS_FILE = os.path.join("eval", "results.json")
@@ -426,3 +431,151 @@ def build_report(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     ValueError: if no run below the workdir has finished (says what to run).
   """
   return report_lib.write_report(workdir, config=config)
+
+
+# --- Grad-CAM (Fig. 4) -------------------------------------------------------------------
+
+GRADCAM_DIR = "gradcam"
+
+
+def _has_checkpoint(rundir: str) -> bool:
+  ckdir = os.path.join(rundir, "checkpoints")
+  if not os.path.isdir(ckdir):
+    return False
+  checkpointer = ckpt_lib.Checkpointer(ckdir, None)
+  try:
+    return checkpointer.latest_step() is not None
+  finally:
+    checkpointer.close()
+
+
+def _update_results(rundir: str, **fields: Any) -> bool:
+  """Adds ``fields`` to a finished run's ``results.json`` (atomically); False if none."""
+  path = os.path.join(rundir, RESULTS_FILE)
+  old = _load_results(rundir)
+  if old is None:
+    return False
+  old.update(fields)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(old, f, indent=2)
+  os.replace(tmp, path)
+  return True
+
+
+def _panel_images(config, indices) -> tuple[Any, Any]:
+  """The test images and labels at ``indices`` (one pass over the split)."""
+  want = {int(i): k for k, i in enumerate(indices)}
+  images, labels = [None] * len(want), [None] * len(want)
+  for batch in data.eval_iterator(config, "test", batch_size=config.eval_batch_size):
+    host = jax.device_get({k: batch[k] for k in ("image", "label", "index", "mask")})
+    flat = {k: np.reshape(v, (-1,) + v.shape[2:]) for k, v in host.items()}
+    for j, i in enumerate(flat["index"]):
+      if flat["mask"][j] > 0 and int(i) in want:
+        images[want[int(i)]] = flat["image"][j]
+        labels[want[int(i)]] = int(flat["label"][j])
+    if all(x is not None for x in images):
+      break
+  return np.stack(images), np.asarray(labels, np.int32)
+
+
+def gradcam_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """``--mode=gradcam``: the Fig. 4 panel and every trained run's CAM-stability score.
+
+  Works on a trained comparison workdir with a ``standard`` run and an ERIEP
+  run (``config.gradcam.method``, default ``'eriep'``), seeded or not. It opens
+  every run with :func:`restore`, the call a notebook makes, and
+
+  * writes ``<workdir>/gradcam/fig4_panel.png``: for ``gradcam.num_images``
+    test images spread evenly over the split (a fixed choice), the original,
+    the standard model's CAM on it, the blurred image, ERIEP's CAM on the
+    blurred image and the standard model's CAM on the blurred image;
+  * scores every trained run with
+    :func:`eriep_jax.evaluate.gradcam.cam_stability` over the whole test
+    split, adds ``cam_stability`` to its ``results.json`` and writes all
+    scores to ``<workdir>/gradcam/cam_stability.json``; a seeded sweep's
+    report is rebuilt, so its CAM section and verdict follow.
+
+  Raises:
+    ValueError: the workdir lacks a trained standard or ERIEP run at the
+      panel's seed (one sentence naming what to train), before any compute.
+  """
+  _check(config)
+  g = gradcam_lib.check_gradcam_config(config)
+  method = g.get("method", "eriep")
+  runs = run_dirs(config, workdir)
+  trained = [(v, s, d) for v, s, d in runs if _has_checkpoint(d)]
+  seeds = _seeds(config)
+  seed = int(g.get("seed", -1))
+  if seed < 0:
+    seed = seeds[0] if seeds else int(config.seed)
+  pair = {}
+  for want in ("standard", method):
+    match = [d for v, s, d in trained if v == want and s == seed]
+    if not match:
+      listed = sorted({v for v, _, _ in trained})
+      raise ValueError(f"{workdir!r} has no trained {want!r} run at seed {seed} (trained: "
+                       f"{listed or 'none'}); train it first with compare_methods including "
+                       f"{want!r}, or set --config.gradcam.method/--config.gradcam.seed.")
+    pair[want] = match[0]
+  out_dir = os.path.join(workdir, GRADCAM_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+
+  # The panel.
+  info = data.get_dataset_info(config)
+  num = int(g.get("num_images", 8))
+  if not 1 <= num <= info.num_test:
+    raise ValueError(f"gradcam.num_images={num} must be between 1 and the test split's "
+                     f"{info.num_test} images.")
+  indices = np.unique(np.linspace(0, info.num_test - 1, num).round().astype(int))
+  images, labels = _panel_images(config, indices)
+  radius = float(g.get("blur_radius_224", 9.0))
+  blurred = np.asarray(gradcam_lib.fig4_blur(images, radius_224=radius))
+  target = g.get("target", "label")
+  opened = {k: restore(d) for k, d in pair.items()}
+  preds = {}
+  cams = {}
+  for k, r in opened.items():
+    for name, x in (("clean", images), ("blur", blurred)):
+      preds[f"{k}_{name}"] = np.asarray(jnp.argmax(r.model.apply(r.variables, x), axis=-1))
+      cams[f"{k}_{name}"] = np.asarray(gradcam_lib.grad_cam(
+          r.model, r.variables, x, labels if target == "label" else None))
+  sigma = gradcam_lib.blur_sigma(images.shape[1], radius)
+  label_word = "true class" if target == "label" else "predicted class"
+  names = info.class_names
+  rows = [f"{names[y]}\nstd {names[preds['standard_blur'][i]]} / "
+          f"{method} {names[preds[method + '_blur'][i]]}" for i, y in enumerate(labels)]
+  panel = os.path.join(out_dir, "fig4_panel.png")
+  if jax.process_index() == 0:
+    gradcam_lib.plot_panel(
+        images, blurred, {"standard_clean": cams["standard_clean"],
+                          "eriep_blur": cams[f"{method}_blur"],
+                          "standard_blur": cams["standard_blur"]}, panel,
+        titles=("original", "standard: CAM", f"blurred (sigma {sigma:.2f} px)",
+                f"{method}: CAM, blurred", "standard: CAM, blurred"),
+        row_labels=rows,
+        suptitle=(f"Fig. 4 on {info.name} test images {indices.tolist()} (seed {seed})\n"
+                  f"CAM of the {label_word}; row labels: class, then the predictions on the "
+                  "blurred image"))
+
+  # The score, for every trained run.
+  scores = {}
+  for variant, s, rundir in trained:
+    sub = variant_config(config, variant, s if seeds else None)
+    r = opened.get(variant) if s == seed and variant in opened else restore(rundir)
+    t0 = time.perf_counter()
+    score = gradcam_lib.cam_stability(sub, model=r.model, variables=r.variables)
+    score["wall_time_s"] = time.perf_counter() - t0
+    logging.info("CAM stability of %s (seed %d): Pearson %.3f, top-20%% IoU %.3f",
+                 variant, s, score["pearson"], score["top20_iou"])
+    scores[os.path.relpath(rundir, workdir)] = {"variant": variant, "seed": s, **score}
+    if jax.process_index() == 0:
+      _update_results(rundir, cam_stability=score)
+  summary = {"panel": os.path.relpath(panel, workdir), "panel_seed": seed,
+             "panel_indices": indices.tolist(), "runs": scores}
+  if jax.process_index() == 0:
+    with open(os.path.join(out_dir, "cam_stability.json"), "w", encoding="utf-8") as f:
+      json.dump(summary, f, indent=2)
+    if seeds and report_lib.collect(workdir):
+      build_report(config, workdir)
+  return summary

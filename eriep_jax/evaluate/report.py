@@ -6,8 +6,15 @@ live workdir) and writes ``<workdir>/report/``: ``report.json``,
 ``report.md``, ``fig2_noise.png`` (accuracy against Gaussian-noise std, one
 line per variant with a band of one std over seeds), ``fig3_depth.png``
 (accuracy at noise 0.2 against depth, when runs of several depths exist),
-``policy_drift.png`` (the EPM's drift during stage 2) and copies of the
-searched and random policies' grids.
+``policy_drift.png`` (the EPM's drift during stage 2), copies of the
+searched and random policies' grids and of the Grad-CAM panel
+(``gradcam/fig4_panel.png``, from ``--mode=gradcam``).
+
+Beyond accuracy (``METRICS``): runs that carry a CAM-stability score or
+CIFAR-10-C results get the same statistics for them, and Fig. 4's qualitative
+claim gets a verdict from the eriep - standard interval of the CAM scores:
+"same direction as the paper" when it lies above 0, "contradicted" below,
+"inconclusive" when it contains 0.
 
 Statistics. For each (model, variant, column): the mean and the sample std
 (ddof = 1) over seeds, with n. For each variant, the paired difference from
@@ -42,7 +49,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = ["paper_results", "collect", "t_quantile", "mean_std", "paired_difference",
-           "verdict", "summarize", "write_report", "PAPER_COLUMNS"]
+           "verdict", "summarize", "write_report", "run_metrics", "PAPER_COLUMNS", "METRICS"]
 
 # Our column -> the paper's (Table 3 row names; Fig. 2's approximate noise values).
 PAPER_COLUMNS = {"clean": ("table3_cifar10", "none"), "perturb1": ("table3_cifar10", "perturb1"),
@@ -142,30 +149,66 @@ def _columns(results: Iterable[dict[str, Any]]) -> list[str]:
   return cols
 
 
+# Scores beside accuracy, each one number per run: name -> (results field, key, what it is).
+METRICS = {
+    "cam_pearson": ("cam_stability", "pearson",
+                    "Grad-CAM stability under the Fig. 4 blur: mean Pearson r of CAM(x), "
+                    "CAM(blur(x))"),
+    "cam_top20_iou": ("cam_stability", "top20_iou",
+                      "Grad-CAM stability: mean IoU of the top-20% regions of CAM(x), "
+                      "CAM(blur(x))"),
+    "c10c_mean_accuracy": ("corruptions", "mean_accuracy",
+                           "CIFAR-10-C: mean accuracy (%) over corruptions and severities"),
+}
+
+
+def run_metrics(r: dict[str, Any]) -> dict[str, float]:
+  """The ``METRICS`` that run ``r`` has, as ``{name: value}``."""
+  out = {}
+  for name, (field, key, _) in METRICS.items():
+    block = r.get(field)
+    if isinstance(block, dict) and isinstance(block.get(key), (int, float)):
+      out[name] = float(block[key])
+  return out
+
+
+def _table(variants: dict[str, dict[int, dict[str, float]]], columns: Sequence[str]):
+  """Stats per (variant, column) and the paired differences, for ``{v: {seed: values}}``."""
+  stats = {v: {c: mean_std([runs[s][c] for s in sorted(runs) if c in runs[s]])
+               for c in columns} for v, runs in variants.items()}
+  diffs = {}
+  for v, runs in variants.items():
+    for base in ("standard", "eriep"):
+      if v == base or base not in variants or (base == "eriep" and "random" not in v):
+        continue
+      diffs[f"{v} - {base}"] = {c: paired_difference(
+          {s: r[c] for s, r in runs.items() if c in r},
+          {s: r[c] for s, r in variants[base].items() if c in r}) for c in columns}
+  return stats, diffs
+
+
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-  """Means/stds per (model, variant, column) and paired differences per model."""
+  """Means/stds per (model, variant, column) and paired differences per model.
+
+  The accuracy columns go into ``stats``/``differences``; the ``METRICS`` that
+  some runs have (CAM stability, CIFAR-10-C) into ``metric_stats`` and
+  ``metric_differences``, computed the same way.
+  """
   by = collections.defaultdict(lambda: collections.defaultdict(dict))
   for r in results:
     by[r["model"]][r["variant"]][int(r["seed"])] = r
   columns = _columns(results)
+  metrics = [m for m in METRICS if any(m in run_metrics(r) for r in results)]
   summary = {}
   for model, variants in by.items():
-    stats = {v: {c: mean_std([runs[s]["accuracy"][c] for s in sorted(runs)
-                              if c in runs[s]["accuracy"]])
-                 for c in columns} for v, runs in variants.items()}
-    diffs = {}
-    for v, runs in variants.items():
-      for base in ("standard", "eriep"):
-        if v == base or base not in variants or (base == "eriep" and "random" not in v):
-          continue
-        acc = {c: paired_difference(
-            {s: r["accuracy"][c] for s, r in runs.items() if c in r["accuracy"]},
-            {s: r["accuracy"][c] for s, r in variants[base].items() if c in r["accuracy"]})
-               for c in columns}
-        diffs[f"{v} - {base}"] = acc
+    stats, diffs = _table({v: {s: r["accuracy"] for s, r in runs.items()}
+                           for v, runs in variants.items()}, columns)
+    m_stats, m_diffs = _table({v: {s: run_metrics(r) for s, r in runs.items()}
+                               for v, runs in variants.items()}, metrics)
     summary[model] = {"stats": stats, "differences": diffs,
+                      "metric_stats": m_stats, "metric_differences": m_diffs,
                       "seeds": {v: sorted(runs) for v, runs in variants.items()}}
-  return {"columns": columns, "models": summary}
+  return {"columns": columns, "metrics": metrics, "models": summary}
 
 
 def _paper_diff(paper: dict[str, Any], model: str, column: str) -> tuple[float, float, float] | None:
@@ -212,6 +255,29 @@ def _verdicts(summary: dict[str, Any], paper: dict[str, Any]) -> list[dict[str, 
   return out
 
 
+def _metric_verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """Fig. 4's claim as numbers: ERIEP's CAM is more stable under blur than standard's."""
+  out = []
+  for model, m in summary["models"].items():
+    for name, cols in m.get("metric_differences", {}).items():
+      variant, base = name.split(" - ")
+      if base != "standard" or not variant.startswith("eriep"):
+        continue
+      for c in ("cam_pearson", "cam_top20_iou"):
+        d = cols.get(c)
+        if d is None:
+          continue
+        v = {"positive": "same direction as the paper (ERIEP's map is more stable)",
+             "negative": "contradicted (ERIEP's map is less stable)"}.get(
+                 verdict(d, None), verdict(d, None))
+        interval = (f"{d['mean']:+.3f} +- {d['half_width']:.3f}" if d["n"] > 1 else
+                    f"{d['mean']:+.3f} (no interval)")
+        out.append({"model": model, "variant": variant, "column": c, "verdict": v, "ours": d,
+                    "line": f"{c}, {model} {variant} - standard: {interval} over {d['n']} "
+                            f"seeds (paper, Fig. 4: qualitative, ERIEP more stable): {v}"})
+  return out
+
+
 def _protocol(results: list[dict[str, Any]]) -> str:
   r = results[0]
   p = r.get("protocol", {})
@@ -252,6 +318,9 @@ def _markdown(summary, verdicts, results, main_model) -> str:
           cells.append(f"{d['mean']:+.2f} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
+  metric_lines = _metrics_markdown(summary)
+  if metric_lines:
+    lines += metric_lines
   lines += ["## Verdicts against the paper", ""]
   if verdicts:
     lines += [f"- {v['line']}" for v in verdicts]
@@ -259,6 +328,35 @@ def _markdown(summary, verdicts, results, main_model) -> str:
     lines.append("- none yet: no ERIEP and standard runs of a paper model share a seed.")
   lines.append("")
   return "\n".join(lines)
+
+
+def _metrics_markdown(summary) -> list[str]:
+  metrics = summary.get("metrics") or []
+  if not metrics:
+    return []
+  lines = ["## Beyond accuracy", ""]
+  lines += [f"- `{m}`: {METRICS[m][2]}." for m in metrics]
+  for model, m in summary["models"].items():
+    if not any(st[c]["n"] for st in m["metric_stats"].values() for c in metrics):
+      continue
+    lines += ["", f"{model}, mean +- std (n):", "", "| variant | " + " | ".join(metrics) + " |",
+              "|---|" + "---:|" * len(metrics)]
+    for v, st in m["metric_stats"].items():
+      cells = [f"{_fmt(st[c]['mean'], 3)} +- {_fmt(st[c]['std'], 3)} ({st[c]['n']})"
+               if st[c]["n"] else "-" for c in metrics]
+      lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    rows = [(name, cols) for name, cols in m["metric_differences"].items()
+            if any(cols.get(c) for c in metrics)]
+    if rows:
+      lines += ["", "Paired differences, mean [95% t-interval]:", "",
+                "| difference | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+      for name, cols in rows:
+        cells = [f"{cols[c]['mean']:+.3f} [{_fmt(cols[c]['low'], 3)}, "
+                 f"{_fmt(cols[c]['high'], 3)}] (n={cols[c]['n']})" if cols.get(c) else "-"
+                 for c in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines.append("")
+  return lines
 
 
 def _plot_fig2(summary, model, path) -> bool:
@@ -391,7 +489,7 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
   counts = collections.Counter(r["model"] for r in results)
   main = config.model.name if config is not None and config.model.name in counts else \
       counts.most_common(1)[0][0]
-  verdicts = _verdicts(summary, paper)
+  verdicts = _verdicts(summary, paper) + _metric_verdicts(summary)
   out_dir = os.path.join(workdir, "report")
   os.makedirs(out_dir, exist_ok=True)
   files = {}
@@ -401,6 +499,10 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
     files["fig3"] = "fig3_depth.png"
   if _plot_drift(results, main, os.path.join(out_dir, "policy_drift.png")):
     files["drift"] = "policy_drift.png"
+  panel = os.path.join(workdir, "gradcam", "fig4_panel.png")
+  if os.path.isfile(panel):
+    shutil.copyfile(panel, os.path.join(out_dir, "fig4_gradcam.png"))
+    files["fig4"] = "fig4_gradcam.png"
   for name, sub in (("searched_policy", "search"), ("random_policy", "random_policy")):
     grid = os.path.join(workdir, sub, "policy_grid.png")
     if os.path.isfile(grid):

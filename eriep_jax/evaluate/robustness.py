@@ -30,6 +30,7 @@ import numpy as np
 from eriep_jax import data
 from eriep_jax import parallel
 from eriep_jax import rng
+from eriep_jax.evaluate import gradcam
 from eriep_jax.evaluate import perturbations
 
 __all__ = ["eval_names", "robustness_sweep", "evaluate_and_write", "write_results",
@@ -178,12 +179,16 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
     variables: its variables on the host.
     step: the trained step, recorded.
     extra: more JSON-able fields for ``results.json`` (seed, training means, ...).
+      The scores (``accuracy``, ``cam_stability`` when ``eval.cam_stability``)
+      replace any of the same name in ``extra``.
 
   Returns:
     The results dict (as written to ``results.json``).
   """
   t0 = time.perf_counter()
   sweep = robustness_sweep(config, model=model, variables=variables)
+  if config.eval.get("cam_stability", False):
+    sweep["cam_stability"] = gradcam.cam_stability(config, model=model, variables=variables)
   results = {
       "method": config.method, "reference": config.reference, "model": config.model.name,
       "width": config.model.width, "dataset": f"{config.data.source}:{config.data.name}",
