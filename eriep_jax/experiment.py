@@ -490,7 +490,7 @@ def gradcam_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str
     test images spread evenly over the split (a fixed choice), the original,
     the standard model's CAM on it, the blurred image, ERIEP's CAM on the
     blurred image and the standard model's CAM on the blurred image;
-  * scores every trained run with
+  * scores every finished run (one with ``eval/results.json``) with
     :func:`eriep_jax.evaluate.gradcam.cam_stability` over the whole test
     split, adds ``cam_stability`` to its ``results.json`` and writes all
     scores to ``<workdir>/gradcam/cam_stability.json``; a seeded sweep's
@@ -558,9 +558,12 @@ def gradcam_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str
                   f"CAM of the {label_word}; row labels: class, then the predictions on the "
                   "blurred image"))
 
-  # The score, for every trained run.
+  # The score, for every finished run (an unfinished one may still be training).
   scores = {}
   for variant, s, rundir in trained:
+    if _load_results(rundir) is None:
+      logging.info("not scoring %s (seed %d): it has no %s yet", variant, s, RESULTS_FILE)
+      continue
     sub = variant_config(config, variant, s if seeds else None)
     r = opened.get(variant) if s == seed and variant in opened else restore(rundir)
     t0 = time.perf_counter()

@@ -5,7 +5,8 @@
 #                                                 # the searched and random policies, then the report
 #   bash results/cifar10_cpu/sync.sh seed WD      # here -> WD, on a fresh machine: finished runs are
 #                                                 # then skipped and the search is reused, not redone
-# Never copies checkpoints, TensorBoard files or data.
+# Also copies gradcam/ (the Fig. 4 panel and CAM scores). Never copies checkpoints,
+# TensorBoard files or data.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=results/cifar10_cpu
@@ -19,6 +20,9 @@ copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
   (cd "$from" && find . -path ./report -prune -o -name initial_policy.json -print) | while read -r f; do
     mkdir -p "$to/$(dirname "$f")"; cp "$from/$f" "$to/$f"
   done
+  if [ -d "$from/gradcam" ]; then   # the Fig. 4 panel and the CAM scores (--mode=gradcam)
+    mkdir -p "$to/gradcam"; cp "$from"/gradcam/*.png "$from"/gradcam/*.json "$to/gradcam/"
+  fi
   for d in search random_policy $(cd "$from" && ls -d depth_*/search depth_*/random_policy 2>/dev/null || true); do
     [ -d "$from/$d" ] || continue
     mkdir -p "$to/$d"
