@@ -12,6 +12,9 @@ Protocol (Section 4.2): Adam, lr 1e-3, 50 epochs, other hyperparameters at their
 (PyTorch) defaults; we read "default" as batch 128 and no train augmentation.
 Expected runtime: ~20 min for 50 epochs on one modern GPU (391 steps/epoch);
 runlocal ~3 min on a 2-core CPU.
+CIFAR-10-C (eval.corruptions = 'auto', not in the paper): after training, the 15 common
+corruptions x 5 severities are scored too when `tfds build cifar10_corrupted` data is
+prepared (see eriep_jax/evaluate/corruptions.py), else skipped; runlocal skips them.
 
 alpha = 0.5 (the paper gives no value): with a frozen R, N's gradient is
 (1 + alpha sign(L_N - L_R)) grad L_N, so alpha < 1 keeps that weight positive
@@ -41,8 +44,14 @@ def get_config(arg: str | None = None):
   c.num_epochs = 50
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-3
+  # CIFAR-10-C after training when its TFDS data is prepared (eriep_jax.evaluate.corruptions).
+  c.eval.corruptions = "auto"
+  # Fig. 4 as a number: CAM(x) vs CAM(blur(x)) over the test split (~20 s on a CPU).
+  c.eval.cam_stability = True
   if "folder" in flags or "runlocal" in flags:
     common.use_cifar10_folder(c)
   if "runlocal" in flags:
     common.runlocal(c)
+    c.eval.corruptions = ()   # 75 x 10,000 images would dwarf a few CPU minutes
+    c.eval.cam_stability = False
   return c

@@ -62,6 +62,7 @@ def get_config(arg: str | None = None):
   c.seeds = (0, 1, 2)
   c.checkpoint_every_steps = 200
   c.log_every_steps = 50
+  c.eval.corruptions = ()   # the committed study's evaluation, without CIFAR-10-C
   if arg in _DEPTHS:
     c.model.name = arg
     c.num_epochs = _DEPTHS[arg]

@@ -21,4 +21,5 @@ def get_config(arg: str | None = None):
   if "runlocal" in flags:
     common.use_cifar10_folder(c)
     common.runlocal(c, width=0.0625)
+    c.eval.corruptions = ()   # runlocal: a few CPU minutes
   return c

@@ -108,6 +108,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.perturbations = ("clean", "perturb1", "perturb2", "perturb3")
   c.eval.noise_stds = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
   c.eval.seed = 0
+  # CIFAR-10-C (eriep_jax.evaluate.corruptions): () or None: off; 'auto': the 15 common
+  # corruptions if the TFDS data is prepared, else skipped with one INFO line; 'all': the
+  # 15 common ones, required; or a tuple of names (common or the 4 extra), required.
+  # field_type=object: the field holds a string or a tuple, on the command line too.
+  c.eval.corruptions = ml_collections.FieldReference((), field_type=object)
+  c.eval.corruption_severities = (1, 2, 3, 4, 5)   # any subset of 1..5
+  # TFDS data_dir of cifar10_corrupted (`tfds build cifar10_corrupted --data_dir=DIR`);
+  # None: data.data_dir when data.source='tfds', else ~/tensorflow_datasets.
+  c.eval.corruptions_data_dir = ml_collections.FieldReference(None, field_type=str)
 
   # --- Grad-CAM (Fig. 4; eriep_jax.evaluate.gradcam, --mode=gradcam). ---
   c.gradcam = ml_collections.ConfigDict()

@@ -52,6 +52,7 @@ from eriep_jax import data
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import search
+from eriep_jax.evaluate import corruptions as corruptions_lib
 from eriep_jax.evaluate import gradcam as gradcam_lib
 from eriep_jax.evaluate import report as report_lib
 from eriep_jax.evaluate import robustness
@@ -151,6 +152,8 @@ def _check(config) -> None:
     raise ValueError(f"compare_methods={variants!r} lists a variant twice; give each once.")
   for v in variants:
     config_checks.check_config(variant_config(config, v))
+  # CIFAR-10-C: a selected set that is not prepared fails here, before any training.
+  corruptions_lib.check_corruptions(config)
 
 
 # --- Policies ---------------------------------------------------------------------------

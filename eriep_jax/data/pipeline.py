@@ -51,7 +51,7 @@ SUBSET_SEED = 0
 DEVICE_PREFETCH = 2
 
 __all__ = ["DatasetInfo", "get_dataset_info", "train_iterator", "eval_iterator",
-           "steps_per_epoch", "SUBSET_SEED"]
+           "steps_per_epoch", "eval_crop", "SUBSET_SEED"]
 
 
 # ----------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def _train_augment(data_config) -> str:
   return augment
 
 
-def _eval_crop(data_config) -> str:
+def eval_crop(data_config) -> str:
   """'center' (resize + centre crop) or 'none'; 'auto' picks by augment/name."""
   crop = data_config.get("eval_crop", "auto")
   if crop not in preprocess.EVAL_CROPS:
@@ -102,7 +102,7 @@ def _output_shape(data_config, raw_shape: tuple, *, train: bool) -> tuple:
   size = _image_size(data_config)
   channels = raw_shape[-1]
   crop_like = (_train_augment(data_config) == "imagenet" if train
-               else _eval_crop(data_config) == "center")
+               else eval_crop(data_config) == "center")
   if crop_like:
     size = size or preprocess.IMAGENET_SIZE
   if size:
@@ -145,7 +145,7 @@ def get_dataset_info(config) -> DatasetInfo:
   """
   data = config.data
   _train_augment(data)
-  _eval_crop(data)
+  eval_crop(data)
   source = sources.get_source(data)
   shape = _output_shape(data, source.raw_shape, train=True)
   num_test = source.num_examples(_eval_split_name(source, "test"))
@@ -374,7 +374,7 @@ def eval_iterator(config, split: str = "test", *,
   global_bs = _check_batch_size(batch_size or config.eval_batch_size,
                                 "eval batch size")
   data = config.data
-  crop = _eval_crop(data)
+  crop = eval_crop(data)
   image_size = _image_size(data)
   source = sources.get_source(data)
   shape = _output_shape(data, source.raw_shape, train=False)

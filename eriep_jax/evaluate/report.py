@@ -48,6 +48,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from eriep_jax.evaluate import corruptions
+
 __all__ = ["paper_results", "collect", "t_quantile", "mean_std", "paired_difference",
            "verdict", "summarize", "write_report", "run_metrics", "PAPER_COLUMNS", "METRICS"]
 
@@ -159,11 +161,26 @@ METRICS = {
                       "CAM(blur(x))"),
     "c10c_mean_accuracy": ("corruptions", "mean_accuracy",
                            "CIFAR-10-C: mean accuracy (%) over corruptions and severities"),
+    "c10c_mce": ("corruptions_vs_standard", "mce",
+                 "CIFAR-10-C: mean corruption error relative to standard at the same seed, "
+                 "mean_c sum_s E_f / sum_s E_standard (%, standard = 100; lower is better)"),
+    "c10c_relative_mce": ("corruptions_vs_standard", "relative_mce",
+                          "CIFAR-10-C: Hendrycks' relative mCE against standard, "
+                          "mean_c sum_s (E_f - E_f,clean) / sum_s (E_std - E_std,clean) (%)"),
 }
 
 
-def run_metrics(r: dict[str, Any]) -> dict[str, float]:
-  """The ``METRICS`` that run ``r`` has, as ``{name: value}``."""
+def run_metrics(r: dict[str, Any], standard: dict[str, Any] | None = None) -> dict[str, float]:
+  """The ``METRICS`` that run ``r`` has, as ``{name: value}``.
+
+  With ``standard`` (the standard run of the same model and seed), the
+  CIFAR-10-C errors relative to it are added when both runs have them.
+  """
+  r = dict(r)
+  if standard is not None and r.get("corruptions") and standard.get("corruptions"):
+    r["corruptions_vs_standard"] = corruptions.relative_corruption_errors(
+        r["corruptions"], r["accuracy"]["clean"], standard["corruptions"],
+        standard["accuracy"]["clean"])
   out = {}
   for name, (field, key, _) in METRICS.items():
     block = r.get(field)
@@ -198,13 +215,16 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
   for r in results:
     by[r["model"]][r["variant"]][int(r["seed"])] = r
   columns = _columns(results)
-  metrics = [m for m in METRICS if any(m in run_metrics(r) for r in results)]
+  values = {model: {v: {s: run_metrics(r, variants.get("standard", {}).get(s))
+                        for s, r in runs.items()} for v, runs in variants.items()}
+            for model, variants in by.items()}
+  metrics = [m for m in METRICS if any(m in x for vs in values.values() for runs in vs.values()
+                                       for x in runs.values())]
   summary = {}
   for model, variants in by.items():
     stats, diffs = _table({v: {s: r["accuracy"] for s, r in runs.items()}
                            for v, runs in variants.items()}, columns)
-    m_stats, m_diffs = _table({v: {s: run_metrics(r) for s, r in runs.items()}
-                               for v, runs in variants.items()}, metrics)
+    m_stats, m_diffs = _table(values[model], metrics)
     summary[model] = {"stats": stats, "differences": diffs,
                       "metric_stats": m_stats, "metric_differences": m_diffs,
                       "seeds": {v: sorted(runs) for v, runs in variants.items()}}

@@ -30,6 +30,7 @@ import numpy as np
 from eriep_jax import data
 from eriep_jax import parallel
 from eriep_jax import rng
+from eriep_jax.evaluate import corruptions
 from eriep_jax.evaluate import gradcam
 from eriep_jax.evaluate import perturbations
 
@@ -179,7 +180,8 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
     variables: its variables on the host.
     step: the trained step, recorded.
     extra: more JSON-able fields for ``results.json`` (seed, training means, ...).
-      The scores (``accuracy``, ``cam_stability`` when ``eval.cam_stability``)
+      The scores (``accuracy``, ``cam_stability`` when ``eval.cam_stability``,
+      ``corruptions`` when ``eval.corruptions`` selects CIFAR-10-C sets)
       replace any of the same name in ``extra``.
 
   Returns:
@@ -189,6 +191,9 @@ def evaluate_and_write(config: ml_collections.ConfigDict, workdir: str, *, model
   sweep = robustness_sweep(config, model=model, variables=variables)
   if config.eval.get("cam_stability", False):
     sweep["cam_stability"] = gradcam.cam_stability(config, model=model, variables=variables)
+  c10c = corruptions.corruption_sweep(config, model=model, variables=variables)
+  if c10c:   # {} when eval.corruptions is off (or 'auto' without the data)
+    sweep["corruptions"] = c10c
   results = {
       "method": config.method, "reference": config.reference, "model": config.model.name,
       "width": config.model.width, "dataset": f"{config.data.source}:{config.data.name}",
