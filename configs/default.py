@@ -22,11 +22,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.seeds = ()                # e.g. (0, 1, 2): each variant once per seed, <workdir>/<variant>/seed_<k>
 
   # --- Stage 2 (Algorithm 1, "TRAIN NETWORK"), Eq. (5)-(9). ---
-  c.method = "eriep"          # eriep | standard | augment
+  c.method = "eriep"          # eriep | standard | augment | supcon | unicl | jsd
   c.reference = "frozen"      # frozen (as written) | live (R = N's current params)
   c.alpha = 0.5               # weight of |L_N - L_R| in Eq. (9)
   c.reduction = "example"     # example: mean_i |L_N,i - L_R,i| | batch: |mean L_N - mean L_R|
   c.sync_freq = 100           # R <- N every sync_freq steps
+
+  # --- Table 4's baselines and a consistency baseline (eriep_jax.losses). ---
+  # supcon (Khosla et al., 2020): SupCon on two views per image, then a linear classifier on
+  # the frozen encoder (SupContrast's evaluation); both stages in one run.
+  c.supcon = ml_collections.ConfigDict()
+  c.supcon.views = "supcontrast"   # supcontrast: crop/flip/jitter/grayscale | epm: 2 hard EPM draws
+  c.supcon.temperature = 0.1
+  c.supcon.base_temperature = 0.07 # SupContrast's loss scale tau / base_tau
+  c.supcon.linear_epochs = -1      # linear-classifier epochs; -1: num_epochs
+  c.supcon.linear_learning_rate = -1.0  # -1: optimizer.learning_rate
+  c.supcon.stage = "encoder"       # set by the experiment: encoder, then linear
+  # unicl (Yang et al., 2022): bidirectional image-label contrast with learnable class embeddings.
+  c.contrastive = ml_collections.ConfigDict()
+  c.contrastive.proj_dim = 128     # the embedding of supcon and unicl
+  c.contrastive.logit_scale_init = 1 / 0.07   # unicl's learnable inverse temperature (CLIP's init)
+  # jsd (Hendrycks et al., 2020, AugMix): CE(clean) + weight * JS(clean, 2 hard EPM views).
+  c.jsd = ml_collections.ConfigDict()
+  c.jsd.weight = 12.0
 
   # --- Model (eriep_jax.models.get_model). ---
   c.model = ml_collections.ConfigDict()

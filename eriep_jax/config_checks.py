@@ -5,6 +5,7 @@ before any compute or any file is written.
 """
 
 import math
+from typing import Any
 
 from absl import logging
 import jax
@@ -30,6 +31,7 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
   num_devices = jax.device_count() if num_devices is None else num_devices
   if config.method not in step_lib.METHODS:
     raise ValueError(f"unknown method {config.method!r}; use one of {step_lib.METHODS}.")
+  _check_baselines(config)
   if config.reference not in step_lib.REFERENCES:
     raise ValueError(f"unknown reference {config.reference!r}; use one of "
                      f"{step_lib.REFERENCES}.")
@@ -72,6 +74,39 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
   if config.method == "augment" and config.policy.source == "init":
     logging.warning("method='augment' with policy.source='init': the hard policy applies "
                     "each stage's first op (all W are 0), %s.", config.policy.ops[0])
+
+
+def _positive(name: str, value: Any, example: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+      not (math.isfinite(value) and value > 0):
+    raise ValueError(f"{name}={value!r} must be a finite number > 0; e.g. {example}.")
+
+
+def _check_baselines(config: ml_collections.ConfigDict) -> None:
+  """supcon / unicl / jsd settings (config.supcon, config.contrastive, config.jsd)."""
+  if config.method == "supcon":
+    sup = config.supcon
+    if sup.views not in step_lib.SUPCON_VIEWS:
+      raise ValueError(f"unknown supcon.views {sup.views!r}; use one of {step_lib.SUPCON_VIEWS} "
+                       "(SupContrast's augmentation, or two hard EPM draws).")
+    if sup.stage not in step_lib.SUPCON_STAGES:
+      raise ValueError(f"unknown supcon.stage {sup.stage!r}; use one of "
+                       f"{step_lib.SUPCON_STAGES} (the experiment sets it; leave 'encoder').")
+    _positive("supcon.temperature", sup.temperature, "0.1")
+    _positive("supcon.base_temperature", sup.base_temperature, "0.07")
+    if isinstance(sup.linear_epochs, bool) or not isinstance(sup.linear_epochs, int) or \
+        sup.linear_epochs == 0 or sup.linear_epochs < -1:
+      raise ValueError(f"supcon.linear_epochs={sup.linear_epochs!r} must be a positive int, or "
+                       "-1 for num_epochs.")
+  if config.method in ("supcon", "unicl"):
+    c = config.contrastive
+    if isinstance(c.proj_dim, bool) or not isinstance(c.proj_dim, int) or c.proj_dim < 1:
+      raise ValueError(f"contrastive.proj_dim={c.proj_dim!r} must be a positive int, e.g. 128.")
+    _positive("contrastive.logit_scale_init", c.logit_scale_init, "1/0.07")
+  if config.method == "jsd":
+    w = config.jsd.weight
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+      raise ValueError(f"jsd.weight={w!r} must be a finite number >= 0; AugMix uses 12.")
 
 
 def check_search_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:

@@ -68,6 +68,7 @@ __all__ = ["MODIFIERS", "Run", "parse_variant", "variant_config", "run_dirs", "r
 
 RESULTS_FILE = os.path.join("eval", "results.json")
 RANDOM_POLICY_DIR = "random_policy"
+SUPCON_ENCODER_DIR = "encoder"   # supcon's contrastive stage, inside its run's workdir
 INITIAL_POLICY = "initial_policy.json"   # the run's starting policy, discretised
 
 # modifier -> (config field, value)
@@ -225,6 +226,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains one run, then evaluates it into ``workdir/eval/results.json``.
 
+  ``method='supcon'`` trains its two stages one after the other: the SupCon
+  encoder into ``workdir/encoder``, then the linear classifier on the frozen
+  encoder into ``workdir`` (each resumable); the classifier is scored.
+
   The results record the seed, the method, the policy source, the git commit,
   the jax version, the wall time, the means of L_N, L_R, |L_N - L_R| and
   frac(L_N > L_R) over training, the EPM's drift (entropy per stage, mean p
@@ -235,7 +240,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, INITIAL_POLICY), "w", encoding="utf-8") as f:
       f.write(policy_lib.discretize(initial_policy).to_json())
-  out = loop.train(config, workdir, initial_policy=initial_policy)
+  initial_variables, encoder_record = None, None
+  if config.method == "supcon":   # the contrastive stage, then the linear classifier
+    enc_config = supcon_stage_config(config, "encoder")
+    enc_dir = os.path.join(workdir, SUPCON_ENCODER_DIR)
+    enc = loop.train(enc_config, enc_dir, initial_policy=initial_policy)
+    if not enc.finished:
+      logging.warning("supcon's encoder stage stopped at step %d; rerun to resume.", enc.step)
+      return {"finished": False, "step": enc.step, "stage": "encoder"}
+    initial_variables = {"params": enc.state.params, "batch_stats": enc.state.batch_stats}
+    enc_history = loop.read_history(os.path.join(enc_dir, loop.HISTORY_FILE), enc.step)
+    encoder_record = {"num_train_steps": int(enc.step), "num_epochs": enc_config.num_epochs,
+                      "train_wall_time_s": enc.wall_time_s,
+                      **training_summary(enc_history)["training"]}
+    config = supcon_stage_config(config, "linear")
+  out = loop.train(config, workdir, initial_policy=initial_policy,
+                   initial_variables=initial_variables)
   if not out.finished:
     logging.warning("training stopped at step %d before the end; rerun to resume.", out.step)
     return {"finished": False, "step": out.step}
@@ -259,9 +279,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "final_policy": json.loads(policy_lib.discretize(out.state.policy_params).to_json()),
       **(extra or {}),
   }
+  if encoder_record is not None:
+    record["supcon_encoder"] = encoder_record
+    record["train_wall_time_s"] = out.wall_time_s + encoder_record["train_wall_time_s"]
   record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
   return robustness.evaluate_and_write(config, workdir, model=out.model, variables=variables,
                                        step=out.step, extra=record)
+
+
+def supcon_stage_config(config: ml_collections.ConfigDict,
+                        stage: str) -> ml_collections.ConfigDict:
+  """supcon's config for one stage: ``'encoder'`` (the SupCon loss, ``num_epochs``) or
+  ``'linear'`` (the classifier on the frozen encoder, ``supcon.linear_epochs``)."""
+  sub = copy.deepcopy(config)
+  with sub.unlocked():
+    sub.supcon.stage = stage
+    if stage == "linear" and sub.supcon.linear_epochs > 0 and sub.num_train_steps <= 0:
+      sub.num_epochs = sub.supcon.linear_epochs
+  return sub
 
 
 def _load_results(workdir: str) -> dict[str, Any] | None:

@@ -8,7 +8,9 @@
 
 The pipeline functions live in `pipeline.py` and import TensorFlow, so they are
 resolved lazily: `import eriep_jax.data` stays free of TF until a pipeline
-attribute is used. The Table-2 evaluation perturbations are evaluation, not data
+attribute is used. `supcon_augment` and `two_views` (`views.py`) are SupContrast's
+training augmentation in JAX, on device: ``views = two_views(images, key)``
+gives (B, 2, H, W, C). The Table-2 evaluation perturbations are evaluation, not data
 loading: they live in `eriep_jax.evaluate.perturbations`.
 """
 
@@ -23,7 +25,9 @@ _EXPORTS = {
     "train_iterator": "pipeline",
     "eval_iterator": "pipeline",
     "steps_per_epoch": "pipeline",
+    "supcon_augment": "views",
+    "two_views": "views",
 }
-_SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess")
+_SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess", "views")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -47,6 +47,7 @@ from eriep_jax import parallel
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import writers
+from eriep_jax.models import contrastive
 from eriep_jax.search import io as search_io
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import state as state_lib
@@ -81,13 +82,22 @@ class TrainResult:
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, *,
                 bn_axis_name: str | None = None):
-  """The classifier from ``config.model`` (N and R share it)."""
+  """The classifier from ``config.model`` (N and R share it).
+
+  For ``method='supcon'`` or ``'unicl'`` it is the registry model wrapped in
+  ``eriep_jax.models.contrastive.ContrastiveNet`` (projection head and the
+  method's classifier, ``config.contrastive``).
+  """
   options = {k: v for k, v in config.model.items() if k != "name"}
   if isinstance(options.get("mean"), list):
     options["mean"] = tuple(options["mean"])
   if isinstance(options.get("std"), list):
     options["std"] = tuple(options["std"])
-  return models.get_model(config.model.name, num_classes, bn_axis_name=bn_axis_name, **options)
+  base = models.get_model(config.model.name, num_classes, bn_axis_name=bn_axis_name, **options)
+  if config.method in contrastive.KINDS:   # supcon / unicl: projection + their classifier
+    c = config.get("contrastive", {})
+    return contrastive.wrap(base, num_classes, config.method, **dict(c))
+  return base
 
 
 def policy_meta(params: policy_lib.PolicyParams) -> dict[str, Any]:
@@ -159,7 +169,8 @@ class PreemptionFlag:
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           initial_policy: policy_lib.PolicyParams | None = None,
           stop_after_steps: int | None = None,
-          perturb_fn: Callable[..., jax.Array] | None = None) -> TrainResult:
+          perturb_fn: Callable[..., jax.Array] | None = None,
+          initial_variables: dict[str, Any] | None = None) -> TrainResult:
   """Stage 2 (Algorithm 1, "TRAIN NETWORK") for one method, with resume.
 
   Args:
@@ -172,6 +183,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     stop_after_steps: stop (and checkpoint) once this many steps are done in
       total, as a preemption would; the next call resumes.
     perturb_fn: replaces ``eriep_jax.policy.perturb`` (tests).
+    initial_variables: N's starting ``{'params', 'batch_stats'}`` instead of a
+      fresh initialisation (supcon's linear stage starts from its encoder);
+      same structure as the model's. Ignored on resume.
 
   Returns:
     A ``TrainResult``.
@@ -221,6 +235,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         initial_policy = search_io.load_policy(config.policy.source, config)
     state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
                                          tx=tx, policy_tx=policy_tx)
+    if initial_variables is not None:
+      params = initial_variables["params"]
+      stats = initial_variables.get("batch_stats", {}) or {}
+      if jax.tree.structure(params) != jax.tree.structure(state.params) or \
+          jax.tree.structure(stats) != jax.tree.structure(state.batch_stats):
+        raise ValueError("initial_variables do not match the model of config.model "
+                         f"({config.model.name}); pass the variables of the same model.")
+      state = state.replace(params=params, batch_stats=stats, opt_state=tx.init(params),
+                            ref_params=params, ref_batch_stats=stats)
     start = 0
   it = data.train_iterator(config, start_step=start)
   record = {"policy": policy_meta(state.policy_params), "num_classes": int(info.num_classes),
@@ -325,7 +348,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           with open(history_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(history[-1]) + "\n")
         if progress is not None:
-          progress.set_postfix(loss=f"{logged['loss']:.4f}", acc=f"{logged['accuracy']:.3f}")
+          progress.set_postfix(loss=f"{logged['loss']:.4f}",
+                               acc=f"{logged.get('accuracy', float('nan')):.3f}")
         window = None
       if step % config.checkpoint_every_steps == 0 and step < total_steps:
         save(step)

@@ -13,6 +13,7 @@ Static pieces (the model, the optax transformations) are not in the state;
 they are bound to the step with ``functools.partial``.
 """
 
+import copy
 from typing import Any, Callable
 
 import flax
@@ -73,22 +74,38 @@ def make_optimizer(config: ml_collections.ConfigDict,
   """N's optimizer ("Update N") from ``config.optimizer``.
 
   ``adam`` uses ``momentum`` as b1 and ``b2``; ``weight_decay > 0`` makes it
-  AdamW (decoupled). ``sgd`` is SGD with (heavy-ball) ``momentum`` and, when
+  AdamW (decoupled). In supcon's linear stage (``supcon.stage='linear'``) it
+  updates the ``linear`` classifier only, at ``supcon.linear_learning_rate``
+  when that is > 0. ``sgd`` is SGD with (heavy-ball) ``momentum`` and, when
   ``weight_decay > 0``, L2 weight decay added to the gradient.
 
   Raises:
     ValueError: for an unknown optimizer name.
   """
   opt = config.optimizer
+  linear_stage = config.method == "supcon" and config.get("supcon", {}).get("stage") == "linear"
+  if linear_stage and config.supcon.get("linear_learning_rate", -1.0) > 0:
+    config = copy.deepcopy(config)
+    config.optimizer.learning_rate = float(config.supcon.linear_learning_rate)
   lr = learning_rate_schedule(config, total_steps)
   if opt.name == "adam":
     if opt.weight_decay > 0:
-      return optax.adamw(lr, b1=opt.momentum, b2=opt.b2, weight_decay=opt.weight_decay)
-    return optax.adam(lr, b1=opt.momentum, b2=opt.b2)
-  if opt.name == "sgd":
-    return optax.chain(optax.add_decayed_weights(opt.weight_decay),
-                       optax.sgd(lr, momentum=opt.momentum))
-  raise ValueError(f"unknown optimizer.name {opt.name!r}; use 'adam' or 'sgd'.")
+      tx = optax.adamw(lr, b1=opt.momentum, b2=opt.b2, weight_decay=opt.weight_decay)
+    else:
+      tx = optax.adam(lr, b1=opt.momentum, b2=opt.b2)
+  elif opt.name == "sgd":
+    tx = optax.chain(optax.add_decayed_weights(opt.weight_decay),
+                     optax.sgd(lr, momentum=opt.momentum))
+  else:
+    raise ValueError(f"unknown optimizer.name {opt.name!r}; use 'adam' or 'sgd'.")
+  if linear_stage:
+    # SupContrast's linear stage: only the classifier learns; the encoder (and the
+    # projection head) stay exactly as the contrastive stage left them.
+    def labels(params):
+      return {k: jax.tree.map(lambda _: "train" if k == "linear" else "frozen", v)
+              for k, v in params.items()}
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx
 
 
 def make_policy_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

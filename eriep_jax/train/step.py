@@ -15,6 +15,19 @@ Methods (``config.method`` / ``config.reference``):
 - ``standard``: plain cross-entropy on x_o; the policy is untouched.
 - ``augment``: cross-entropy of N on x_p from the hard (sampled) policy; the
   policy is untouched. The "just augment" baseline.
+- ``supcon`` (Table 4; Khosla et al., 2020), two stages (``supcon_stage``):
+  ``'encoder'``: the SupCon loss on the L2-normalised projections of two
+  views per image (SupContrast's crop/flip/jitter/grayscale, or two hard EPM
+  draws with ``supcon_views='epm'``), the negatives gathered over all devices;
+  ``'linear'``: cross-entropy of the linear classifier on the frozen encoder's
+  pooled features (encoder in inference mode, as SupContrast's linear stage).
+- ``unicl`` (Table 4; Yang et al., 2022): the bidirectional image-label
+  contrastive loss between the image embeddings and the learnable class
+  embeddings of their labels, one per image, every same-label pair positive.
+- ``jsd`` (AugMix's consistency, Hendrycks et al., 2020): CE on x_o plus
+  ``jsd_weight`` times the Jensen-Shannon divergence of N's predictions on x_o
+  and two hard EPM draws; one forward pass over the three (BN sees all 3B).
+  The policy is untouched.
 """
 
 import functools
@@ -27,12 +40,15 @@ from flax import linen as nn
 
 from eriep_jax import losses
 from eriep_jax import policy as policy_lib
+from eriep_jax.data import views as views_lib
 from eriep_jax.train.state import TrainState
 
 __all__ = ["METHODS", "REFERENCES", "train_step", "make_train_step"]
 
-METHODS = ("eriep", "standard", "augment")
+METHODS = ("eriep", "standard", "augment", "supcon", "unicl", "jsd")
 REFERENCES = ("frozen", "live")
+SUPCON_VIEWS = ("supcontrast", "epm")
+SUPCON_STAGES = ("encoder", "linear")
 
 
 def _pmean(tree, axis_name):
@@ -53,7 +69,12 @@ def train_step(state: TrainState,
                reduction: str = "example",
                sync_freq: int = 100,
                axis_name: Any = "batch",
-               perturb_fn: Callable[..., jax.Array] | None = None
+               perturb_fn: Callable[..., jax.Array] | None = None,
+               supcon_stage: str = "encoder",
+               supcon_views: str = "supcontrast",
+               temperature: float = 0.1,
+               base_temperature: float = 0.07,
+               jsd_weight: float = 12.0,
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One stage-2 update of N and the EPM, and the periodic sync R <- N.
 
@@ -67,7 +88,7 @@ def train_step(state: TrainState,
       ``bn_axis_name=axis_name`` so batch statistics span the global batch.
     tx: N's optimizer. policy_tx: the EPM's optimizer.
     learning_rate_fn: N's schedule, for logging.
-    method: 'eriep' | 'standard' | 'augment'.
+    method: one of ``METHODS`` (see the module docstring).
     reference: 'frozen' | 'live' (eriep only).
     alpha: Eq. (9)'s weight, >= 0.
     reduction: 'example' | 'batch', see ``eriep_loss``.
@@ -75,6 +96,8 @@ def train_step(state: TrainState,
     axis_name: the pmap axis, or None for a single-device step.
     perturb_fn: ``fn(policy_params, images, key, *, mode)``; defaults to
       ``eriep_jax.policy.perturb``.
+    supcon_stage, supcon_views, temperature, base_temperature: ``supcon``'s
+      settings (``config.supcon``). jsd_weight: ``jsd``'s weight of the JS term.
 
   With ``reference='live'`` R's forward pass runs with N's params in
   inference mode (running batch statistics), so N gets the extra gradient
@@ -98,6 +121,8 @@ def train_step(state: TrainState,
 
   def loss_fn(params, policy_params):
     variables = {"params": params, "batch_stats": state.batch_stats}
+    if method in ("supcon", "unicl", "jsd"):
+      return _baseline_loss(variables, policy_params)
     if method == "augment":
       x_in = jax.lax.stop_gradient(perturb(policy_params, images, key, mode="hard"))
     else:
@@ -120,6 +145,50 @@ def train_step(state: TrainState,
       aux["l_n"] = loss
     aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     return loss, (aux, updates.get("batch_stats", {}))
+
+  def second_view_key(k):
+    return jax.random.fold_in(k, 0x76696577)
+
+  def _baseline_loss(variables, policy_params):
+    apply = functools.partial(model.apply, variables, rngs={"dropout": dropout_key})
+    batch = images.shape[0]
+    if method == "supcon" and supcon_stage == "linear":
+      feats = jax.lax.stop_gradient(apply(images, train=False, method="features"))
+      logits = apply(feats, method="head")
+      loss = jnp.mean(losses.cross_entropy(logits, labels))
+      aux = {"l_n": loss}
+      new_stats = {"batch_stats": state.batch_stats}
+    elif method == "supcon":
+      if supcon_views == "epm":
+        v1 = perturb(policy_params, images, key, mode="hard")
+        v2 = perturb(policy_params, images, second_view_key(key), mode="hard")
+      else:
+        pair = views_lib.two_views(images, key)
+        v1, v2 = pair[:, 0], pair[:, 1]
+      x_in = jax.lax.stop_gradient(jnp.concatenate([v1, v2]))
+      (z, _), new_stats = apply(x_in, train=True, method="embed", mutable=["batch_stats"])
+      feats = jnp.stack([z[:batch], z[batch:]], axis=1)   # (B, 2, d)
+      loss, aux = losses.supcon_loss(feats, labels, temperature=temperature,
+                                     base_temperature=base_temperature, axis_name=axis_name)
+      return loss, (aux, new_stats.get("batch_stats", {}))
+    elif method == "unicl":
+      (z, _), new_stats = apply(images, train=True, method="embed", mutable=["batch_stats"])
+      table = apply(method="label_embeddings")
+      scale = apply(method="scale")
+      loss, aux = losses.unicl_loss(z, table[labels], labels, labels, temperature=1.0 / scale,
+                                    axis_name=axis_name)
+      logits = scale * z @ table.T
+      aux = dict(aux, logit_scale=scale)
+    else:   # jsd
+      v1 = perturb(policy_params, images, key, mode="hard")
+      v2 = perturb(policy_params, images, second_view_key(key), mode="hard")
+      x_in = jnp.concatenate([images, jax.lax.stop_gradient(jnp.concatenate([v1, v2]))])
+      logits_all, new_stats = apply(x_in, train=True, mutable=["batch_stats"])
+      logits, l1, l2 = jnp.split(logits_all, 3)
+      loss, aux = losses.jsd_loss(logits, l1, l2, labels, weight=jsd_weight)
+      aux = dict(aux, l_n=aux["ce"])
+    aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    return loss, (aux, new_stats.get("batch_stats", {}))
 
   argnums = (0, 1) if train_policy else 0
   (loss, (aux, new_batch_stats)), grads = jax.value_and_grad(
@@ -179,4 +248,14 @@ def make_train_step(config, *, model: nn.Module, tx: optax.GradientTransformatio
       train_step, model=model, tx=tx, policy_tx=policy_tx, learning_rate_fn=learning_rate_fn,
       method=config.method, reference=config.reference, alpha=float(config.alpha),
       reduction=config.reduction, sync_freq=int(config.sync_freq), axis_name=axis_name,
-      perturb_fn=perturb_fn)
+      perturb_fn=perturb_fn, **baseline_settings(config))
+
+
+def baseline_settings(config) -> dict[str, Any]:
+  """The step's keyword settings of supcon and jsd, from ``config.supcon`` / ``config.jsd``."""
+  sup = config.get("supcon", {})
+  return dict(supcon_stage=sup.get("stage", "encoder"),
+              supcon_views=sup.get("views", "supcontrast"),
+              temperature=float(sup.get("temperature", 0.1)),
+              base_temperature=float(sup.get("base_temperature", 0.07)),
+              jsd_weight=float(config.get("jsd", {}).get("weight", 12.0)))
