@@ -1,6 +1,9 @@
-r"""CIFAR-100, ResNet-101 (Table 4): cross-entropy vs ERIEP.
+r"""CIFAR-100, ResNet-101 (Table 4): cross-entropy vs ERIEP, and the SupCon and UniCL baselines.
 
   python launch.py --config=configs/cifar100_r101.py --workdir=/ckpt/c100_r101
+  # --config.method=standard|eriep|supcon|unicl (and jsd), one workdir each:
+  python launch.py --config=configs/cifar100_r101.py --workdir=/ckpt/c100_r101_supcon \
+      --config.method=supcon
   python launch.py --config=configs/cifar100_r101.py:runlocal --workdir=/tmp/c100_r101
 
 Paper (Table 4, top-1 %): cross-entropy 78.8, ERIEP 83.2 (SupCon 79.6, UniCL 81.4).

@@ -1,8 +1,11 @@
-r"""CIFAR-100, ResNet-50 (Table 4): cross-entropy vs ERIEP.
+r"""CIFAR-100, ResNet-50 (Table 4): cross-entropy vs ERIEP, and the SupCon and UniCL baselines.
 
   python launch.py --config=configs/cifar100_r50.py --workdir=/ckpt/c100_r50
   python launch.py --config=configs/cifar100_r50.py --workdir=/ckpt/c100_r50_ce \
       --config.method=standard
+  # --config.method=standard|eriep|supcon|unicl (and jsd), one workdir each:
+  python launch.py --config=configs/cifar100_r50.py --workdir=/ckpt/c100_r50_supcon \
+      --config.method=supcon
   python launch.py --config=configs/cifar100_r50.py:runlocal --workdir=/tmp/c100_r50
 
 Paper (Table 4, top-1 %): cross-entropy 75.3, ERIEP 80.1 (SupCon 76.5, UniCL 78.4).

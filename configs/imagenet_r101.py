@@ -1,6 +1,9 @@
-r"""ImageNet-1K, ResNet-101 (Table 4): cross-entropy vs ERIEP.
+r"""ImageNet-1K, ResNet-101 (Table 4): cross-entropy vs ERIEP, and the SupCon and UniCL baselines.
 
   python launch.py --config=configs/imagenet_r101.py --workdir=/ckpt/in_r101
+  # --config.method=standard|eriep|supcon|unicl (and jsd), one workdir each:
+  python launch.py --config=configs/imagenet_r101.py --workdir=/ckpt/in_r101_supcon \
+      --config.method=supcon
   python launch.py --config=configs/imagenet_r101.py:runlocal --workdir=/tmp/in_r101
 
 Paper (Table 4, top-1 %): cross-entropy 79.8, ERIEP 83.6 (SupCon 80.2, UniCL 79.9).

@@ -1,6 +1,9 @@
-r"""ImageNet-1K, ResNet-50 (Table 4): cross-entropy vs ERIEP.
+r"""ImageNet-1K, ResNet-50 (Table 4): cross-entropy vs ERIEP, and the SupCon and UniCL baselines.
 
   python launch.py --config=configs/imagenet_r50.py --workdir=/ckpt/in_r50
+  # --config.method=standard|eriep|supcon|unicl (and jsd), one workdir each:
+  python launch.py --config=configs/imagenet_r50.py --workdir=/ckpt/in_r50_supcon \
+      --config.method=supcon
   python launch.py --config=configs/imagenet_r50.py:runlocal --workdir=/tmp/in_r50
 
 Paper (Table 4, top-1 %): cross-entropy 78.2, ERIEP 81.7 (SupCon 78.7, UniCL 78.1).
