@@ -26,7 +26,9 @@ copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
   for d in search random_policy $(cd "$from" && ls -d depth_*/search depth_*/random_policy 2>/dev/null || true); do
     [ -d "$from/$d" ] || continue
     mkdir -p "$to/$d"
-    for f in $POLICY_FILES; do [ -f "$from/$d/$f" ] && cp "$from/$d/$f" "$to/$d/$f"; done
+    for f in $POLICY_FILES; do
+      if [ -f "$from/$d/$f" ]; then cp "$from/$d/$f" "$to/$d/$f"; fi
+    done
   done
 }
 case $mode in
