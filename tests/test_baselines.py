@@ -14,10 +14,11 @@ import pytest
 import eriep_jax
 from eriep_jax import config_checks, experiment, losses, policy
 from eriep_jax.models import contrastive
-from eriep_jax.train import loop, state as state_lib, step as step_lib
+from eriep_jax.train import loop
 
 import configs.default as default_config
 import train_child
+from test_train_step import _det_perturb, _setup   # the same tiny step set-up
 
 _SHAPE = (8, 8, 3)
 
@@ -34,29 +35,6 @@ def _config(method, **supcon):
   for k, v in supcon.items():
     c.supcon[k] = v
   return c
-
-
-def _det_perturb(params, images, key, *, mode):
-  """A deterministic stand-in for the EPM (the same on any device layout)."""
-  del key, mode
-  s = jax.nn.sigmoid(jnp.mean(params.magnitude))
-  return jnp.clip(images * (0.4 + s) + 0.1 * s, 0.0, 1.0)
-
-
-def _setup(config, perturb_fn=None):
-  model = loop.build_model(config, 10)
-  pmodel = loop.build_model(config, 10, bn_axis_name="batch")
-  tx = state_lib.make_optimizer(config, 10)
-  ptx = state_lib.make_policy_optimizer(config)
-  pol = policy.init_policy(jax.random.key(1), config.policy)
-  st = state_lib.create_train_state(model, pol, jax.random.PRNGKey(0), image_shape=_SHAPE,
-                                    tx=tx, policy_tx=ptx)
-  lr_fn = state_lib.learning_rate_schedule(config, 10)
-  kw = dict(tx=tx, policy_tx=ptx, learning_rate_fn=lr_fn, perturb_fn=perturb_fn)
-  single = jax.jit(step_lib.make_train_step(config, model=model, axis_name=None, **kw))
-  multi = jax.pmap(step_lib.make_train_step(config, model=pmodel, axis_name="batch", **kw),
-                   axis_name="batch", in_axes=(0, 0, None))
-  return st, single, multi
 
 
 def _batch(n=8, seed=3):
