@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import eriep_jax
-from eriep_jax import config_checks, experiment, losses, policy
+from eriep_jax import config_checks, experiment, losses
 from eriep_jax.models import contrastive
 from eriep_jax.train import loop
 
