@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
@@ -48,6 +49,16 @@ def test_t_quantile_matches_scipy():
   with pytest.raises(ValueError, match="at least 2 seeds"):
     report.t_quantile(0)
 
+
+def test_mean_std_by_hand_and_empty_without_warning():
+  got = report.mean_std([1.0, 2.0, 6.0])   # mean 3, deviations -2 -1 3: var 14/2
+  assert got["n"] == 3 and got["mean"] == 3.0 and math.isclose(got["std"], math.sqrt(7.0))
+  one = report.mean_std([4.0])
+  assert one["n"] == 1 and one["mean"] == 4.0 and math.isnan(one["std"])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")        # a variant without the metric: no RuntimeWarning
+    empty = report.mean_std([])
+  assert empty["n"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["std"])
 
 def test_means_intervals_and_verdicts_equal_hand_computed(tmp_path):
   out = report.write_report(str(_sweep(tmp_path)))

@@ -85,10 +85,10 @@ def t_quantile(df: int) -> float:
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
-  """``{'mean', 'std', 'n'}``; std with ddof = 1 (nan for n = 1)."""
+  """``{'mean', 'std', 'n'}``; std with ddof = 1 (nan for n = 1; both nan for n = 0)."""
   v = np.asarray(values, np.float64)
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else math.nan,
-          "n": int(v.size)}
+  return {"mean": float(v.mean()) if v.size else math.nan,
+          "std": float(v.std(ddof=1)) if v.size > 1 else math.nan, "n": int(v.size)}
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
