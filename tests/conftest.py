@@ -26,3 +26,27 @@ def shared_dir():
     pytest.skip(f"needs the real CIFAR-10 archive at {SHARED}/data/cifar10-jpeg.tar.gz, "
                 "which is absent on this machine")
   return SHARED
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """A persistent XLA cache for one module: its runs compile each program once.
+
+  Yields the cache folder (child processes can be pointed at it). jax sets up its
+  persistent cache once per process, at first use, and then ignores a new folder, so
+  the cache is reset on the way in and out: this folder is the one used.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
+  directory = str(tmp_path_factory.mktemp("xla_cache"))
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  compilation_cache.reset_cache()
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    yield directory
+  finally:
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+    compilation_cache.reset_cache()

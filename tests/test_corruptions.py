@@ -215,7 +215,7 @@ def test_the_job_scores_cifar10_c_and_reports_errors_against_standard(tmp_path):
     assert c10c["mean_accuracy"] == pytest.approx(np.mean(list(c10c["accuracy"].values())))
   # The report's errors against standard, by hand: E = 100 - accuracy.
   report = json.loads((wd / "report" / "report.json").read_text())
-  stats = report["summary"]["models"]["cnn8"]["metric_stats"]
+  stats = report["summary"]["models"]["cnn4"]["metric_stats"]
   assert stats["standard"]["c10c_mce"]["mean"] == pytest.approx(100.0)
   e, s = runs["augment"]["corruptions"]["accuracy"], runs["standard"]["corruptions"]["accuracy"]
   ce = [sum(100 - e[f"{c}_{k}"] for k in (1, 3)) / sum(100 - s[f"{c}_{k}"] for k in (1, 3))

@@ -33,15 +33,7 @@ def _config(steps=4):
   return c
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-  old = (jax.config.jax_compilation_cache_dir,
-         jax.config.jax_persistent_cache_min_compile_time_secs)
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", old[0])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+pytestmark = pytest.mark.usefixtures("compile_cache")   # tests/conftest.py
 
 
 def test_public_api_is_small():
@@ -224,4 +216,12 @@ def test_killed_sweep_reruns_only_what_is_unfinished(tmp_path, monkeypatch):
     np.testing.assert_allclose([a.probability, a.magnitude], [b.probability, b.magnitude],
                                atol=1e-6)
   report = json.loads((wd / "report" / "report.json").read_text())
-  assert "eriep_random - standard" in report["summary"]["models"]["cnn8"]["differences"]
+  assert "eriep_random - standard" in report["summary"]["models"]["cnn4"]["differences"]
+  # --mode=eval re-scores every run from its checkpoint: the same counts, the record kept.
+  again = experiment.evaluate_workdir(_sweep_config(), str(wd))
+  for d in ("standard", "eriep_random"):
+    k = str(wd / d / "seed_0")
+    assert again[k]["correct"] == second[k]["correct"], d
+    assert again[k]["training"] == second[k]["training"], d
+    saved = json.loads((wd / d / "seed_0" / "eval" / "results.json").read_text())
+    assert saved["correct"] == second[k]["correct"] and saved["seed"] == 0, d

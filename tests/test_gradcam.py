@@ -234,6 +234,6 @@ def test_gradcam_mode_panel_and_scores_on_a_trained_comparison(tmp_path):
   assert written["accuracy"] == trained[str(wd / "eriep" / "seed_0")]["accuracy"]
   report = json.loads((wd / "report" / "report.json").read_text())
   assert report["files"]["fig4"] == "fig4_gradcam.png"
-  stats = report["summary"]["models"]["cnn8"]["metric_stats"]
+  stats = report["summary"]["models"]["cnn4"]["metric_stats"]
   assert stats["eriep"]["cam_pearson"]["mean"] == pytest.approx(scores["pearson"])
   assert "cam_pearson" in (wd / "report" / "report.md").read_text()

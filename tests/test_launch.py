@@ -1,4 +1,4 @@
-"""End-to-end: launch.py on the offline demo set, train (standard + eriep) then eval.
+"""End-to-end: launch.py on the offline demo set: search, train (standard + eriep), evaluate.
 
 Also the multi-host path: the same job as two `--distributed` processes over
 127.0.0.1 must train to the same state as one process with two devices.
@@ -23,26 +23,33 @@ _OVERRIDES = [
     # The demo's stage-1 search phase, shrunk to 2 steps: stage 2 starts from its policy.
     "--config.search.num_steps=2", "--config.search.num_examples=64",
     "--config.search.batch_size=16",
+    # Three of the 17 ops (one geometric, one colour, one erasing) keep the EPM's compile
+    # short; every op is tested on its own in test_ops and test_policy.
+    "--config.policy.ops=('rotate','brightness','cutout')",
+    "--config.model.name=cnn4",   # the demo's cnn8 with one conv per stage: a shorter compile
 ]
 
 
 # One persistent XLA cache for every process this module starts: the demo job's programs
-# are compiled once, not once per launch (the eval rerun and both two-process legs reuse
-# them). A cached executable is the same program, so the results are unchanged.
+# are compiled once, not once per launch (both two-process legs share theirs). A cached executable is the same program, so the results are unchanged.
 _CACHE = {}
 
 
-def _env(**extra):
+def _env(devices):
+  """The child's environment: `devices` CPU devices, the suite's other XLA flags, one cache."""
   if "dir" not in _CACHE:
     import tempfile  # pylint: disable=g-import-not-at-top
     _CACHE["dir"] = tempfile.mkdtemp(prefix="eriep_launch_xla_cache_")
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
   return dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
               JAX_COMPILATION_CACHE_DIR=_CACHE["dir"],
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **extra)
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]))
 
 
 def _launch(workdir, *extra):
-  env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = _env(devices=2)
   cmd = [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={workdir}",
          *_OVERRIDES, *extra]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -50,7 +57,7 @@ def _launch(workdir, *extra):
   return proc
 
 
-def test_launch_demo_train_then_eval_and_as_two_processes(tmp_path):
+def test_launch_demo_end_to_end_and_as_two_processes(tmp_path):
   wd = tmp_path / "demo"
   proc = _launch(wd)
   table = proc.stdout
@@ -70,10 +77,7 @@ def test_launch_demo_train_then_eval_and_as_two_processes(tmp_path):
     assert (wd / method / "checkpoints").is_dir()
   assert (wd / "comparison.md").is_file()
   assert (wd / "search" / "policy.json").is_file()   # stage 1 ran once, shared by both methods
-  # --mode=eval restores the checkpoints and reproduces the results exactly.
-  before = (wd / "eriep" / "eval" / "results.json").read_text()
-  _launch(wd, "--mode=eval")
-  assert json.loads((wd / "eriep" / "eval" / "results.json").read_text()) == json.loads(before)
+  # --mode=eval's reproduction of the scores is tested in process (test_experiment's sweep).
   # The same job as two processes (multi-host path) trains to the same state.
   # In this test rather than its own so the one-process run is shared.
   _check_two_processes_match(wd, tmp_path / "two_processes")
@@ -152,8 +156,7 @@ def _check_two_processes_match(one, two):
   """
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  env = _env()
-  env.pop("XLA_FLAGS", None)   # one device per process
+  env = _env(devices=1)   # one device per process
   # First leg: SIGTERM to process 1 alone, once both train. They agree (every step here)
   # and both stop at the same step, save it and exit 0.
   outs = _two_processes(two, env, "first", sigterm_after=two / "standard" / "history.jsonl",

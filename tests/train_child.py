@@ -16,6 +16,7 @@ import configs.default as default_config  # pylint: disable=g-import-not-at-top
 
 def config():
   c = default_config.get_config()
+  c.model.name = "cnn4"   # the shallowest net: the same loop, the shortest compile
   c.data.source = "demo"
   c.data.name = "digits"
   c.data.num_train_examples = 96
