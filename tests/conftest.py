@@ -19,6 +19,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 
 
+# The two longest tests (subprocess jobs, minutes each) start first, so that under
+# pytest -n 2 one worker runs them while the other works through the rest, and neither
+# idles at the end waiting for a long test that was handed out last.
+_LONGEST_FIRST = ("test_launch.py::test_launch_demo_end_to_end_and_as_two_processes",
+                  "test_train_loop.py::test_sigkill_at_random_moments_then_resume")
+
+
+def pytest_collection_modifyitems(items):
+  items.sort(key=lambda item: not any(name in item.nodeid for name in _LONGEST_FIRST))
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
   """Path to ../shared; skips the test with a reason when it is absent."""
