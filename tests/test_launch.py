@@ -31,7 +31,8 @@ _OVERRIDES = [
 
 
 # One persistent XLA cache for every process this module starts: the demo job's programs
-# are compiled once, not once per launch (both two-process legs share theirs). A cached executable is the same program, so the results are unchanged.
+# are compiled once, not once per launch (both two-process legs share theirs). A cached
+# executable is the same program, so the results are unchanged.
 _CACHE = {}
 
 

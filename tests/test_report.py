@@ -60,6 +60,7 @@ def test_mean_std_by_hand_and_empty_without_warning():
     empty = report.mean_std([])
   assert empty["n"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["std"])
 
+
 def test_means_intervals_and_verdicts_equal_hand_computed(tmp_path):
   out = report.write_report(str(_sweep(tmp_path)))
   m = out["summary"]["models"]["cnn8"]

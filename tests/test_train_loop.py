@@ -18,7 +18,7 @@ import pytest
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
 
-import configs.default as default_config
+import train_child
 
 CHILD = pathlib.Path(__file__).resolve().parent / "train_child.py"
 K = 3   # the run is 2K steps; the interrupted one stops after K
@@ -32,20 +32,11 @@ def _noise_perturb(params, images, key, *, mode):
 
 
 def _config():
-  c = default_config.get_config()
-  c.model.name = "cnn4"   # the shallowest net: the same loop, the shortest compile
-  c.data.source = "demo"
-  c.data.name = "digits"
-  c.data.num_train_examples = 96
-  c.data.shuffle_buffer = 96
-  c.model.width = 1 / 16
-  c.policy.num_subpolicies = 2
-  c.batch_size = 8
+  """train_child's tiny config (cnn4, demo set), 2K steps with the noise stand-in's syncs."""
+  c = train_child.config()
   c.num_train_steps = 2 * K
   c.sync_freq = 2
-  c.log_every_steps = 1
   c.checkpoint_every_steps = 100
-  c.progress = False
   return c
 
 
@@ -160,15 +151,13 @@ def test_sigkill_at_random_moments_then_resume_equals_straight_run(tmp_path, cap
   cache, so the straight run's programs serve the children and the resumes.
   """
   from eriep_jax import experiment  # pylint: disable=g-import-not-at-top
-  import train_child  # pylint: disable=g-import-not-at-top
-  cache = compile_cache
   straight_dir = tmp_path / "straight"
   loop.train(train_child.config(), str(straight_dir))   # same devices and flags as the child
   wd = tmp_path / "killed"
   rng = random.Random(0)
   kills = 0
   for _ in range(2):
-    proc = _child(wd, cache)
+    proc = _child(wd, compile_cache)
     # Wait until this process has trained at least one step past its start, then
     # SIGKILL it after a random extra delay (mid-step or mid-save).
     start = len(loop.read_history(str(wd / loop.HISTORY_FILE), 10**9))
