@@ -13,13 +13,17 @@ CIFAR10_ARCHIVE = "../shared/data/cifar10-jpeg.tar.gz"
 CIFAR10_ROOT = "/tmp/eriep_data/cifar10"
 
 
-def parse_arg(arg: str | None) -> set[str]:
-  """``'runlocal'`` / ``'runlocal,folder'`` -> {'runlocal', 'folder'}; raises on unknown."""
+def parse_arg(arg: str | None, extra: tuple[str, ...] = ()) -> set[str]:
+  """``'runlocal'`` / ``'runlocal,folder'`` -> {'runlocal', 'folder'}; raises on unknown.
+
+  ``extra`` names a config's own further arguments (e.g. the search's 'fasteraa').
+  """
   flags = {a.strip() for a in (arg or "").split(",") if a.strip()}
-  unknown = flags - {"runlocal", "folder"}
+  known = ("runlocal", "folder") + tuple(extra)
+  unknown = flags - set(known)
   if unknown:
-    raise ValueError(f"unknown config argument(s) {sorted(unknown)}; use 'runlocal' "
-                     "and/or 'folder', e.g. --config=configs/cifar10_cnn8.py:runlocal.")
+    raise ValueError(f"unknown config argument(s) {sorted(unknown)}; use any of {known}, "
+                     "comma-separated, e.g. --config=configs/cifar10_cnn8.py:runlocal.")
   return flags
 
 

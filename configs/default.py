@@ -96,7 +96,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.policy.ops = ALL_OPS
   c.policy.selection_temperature = 0.05
   c.policy.bernoulli_temperature = 0.1
-  c.policy.init_probability = 0.5
+  c.policy.init = "uniform"        # uniform: p, mu, W ~ U[0, 1] from the key (Faster AutoAugment) | constant
+  c.policy.parameterization = "projected"  # projected: p, mu stored, projected into [0, 1] | sigmoid: logits
+  c.policy.init_probability = 0.5  # init='constant' (and ops a discretised policy does not use)
   c.policy.init_magnitude = 0.5
   c.policy.learning_rate = 1e-3   # "Update EPM" in stage 2
   c.policy.b1 = 0.0
@@ -115,7 +117,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.search.backbone = "cnn8"
   c.search.width = 1.0
   c.search.critic_hidden = 128
-  c.search.batch_norm = False     # critic backbone BN; off: the per-example GP needs per-example scores
+  c.search.norm = "layer"         # critic backbone: layer (per-sample, keeps the GP valid) | batch | none
+  c.search.classifier_weight = 1.0  # f's cross-entropy weight in the critic step; -1: eps (Faster AA)
+  c.search.gp_norm = "sample"     # sample: WGAN-GP's per-sample norm | pixel: Faster AA's per-pixel norm
+  c.search.num_heldout = 1000     # held-out real images for f's accuracy at the end (0: none)
+  c.search.heldout_split = "train"  # train: the examples after the search's subset | test
+  c.search.control = False        # also train f by cross-entropy alone (the control), same steps
   c.search.num_steps = -1         # > 0 overrides num_epochs
   c.search.log_every_steps = 20
   c.search.train_policy = True    # False: stop_gradient on the policy (control run, critic only)

@@ -14,6 +14,7 @@ import ml_collections
 from eriep_jax import data
 from eriep_jax import losses
 from eriep_jax import models
+from eriep_jax import policy as policy_lib
 from eriep_jax.train import step as step_lib
 
 __all__ = ["check_config", "check_search_config"]
@@ -150,3 +151,26 @@ def check_search_config(config: ml_collections.ConfigDict, *, num_devices: int =
   if s.get("num_steps", -1) == 0 or s.get("num_steps", -1) < -1:
     raise ValueError(f"config.search.num_steps must be -1 (use num_epochs) or > 0, got "
                      f"{s.num_steps}.")
+  if s.get("norm", "layer") not in models.NORMS:
+    raise ValueError(f"config.search.norm={s.get('norm')!r} is unknown; use one of "
+                     f"{models.NORMS} ('layer' keeps the per-sample gradient penalty valid).")
+  if s.get("gp_norm", "sample") not in losses.GP_NORMS:
+    raise ValueError(f"config.search.gp_norm={s.get('gp_norm')!r} is unknown; use one of "
+                     f"{losses.GP_NORMS}.")
+  weight = s.get("classifier_weight", -1.0)
+  if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+      not math.isfinite(weight) or (weight < 0 and weight != -1):
+    raise ValueError(f"config.search.classifier_weight={weight!r} must be a number >= 0, or -1 "
+                     "for eps (Faster AutoAugment's weight); e.g. 1.0.")
+  count = s.get("num_heldout", 1000)
+  if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    raise ValueError(f"config.search.num_heldout={count!r} must be an int >= 0 (0: no "
+                     "held-out check); e.g. 1000.")
+  if s.get("heldout_split", "train") not in ("train", "test"):
+    raise ValueError(f"config.search.heldout_split={s.get('heldout_split')!r} is unknown; use "
+                     "'train' (the examples after the search's subset) or 'test'.")
+  if not isinstance(s.get("control", False), bool):
+    raise ValueError(f"config.search.control={s.get('control')!r} must be True or False.")
+  if "policy" in config:
+    # Unknown init / parameterization names, before any compute.
+    policy_lib.PolicyConfig.from_config(config.policy)

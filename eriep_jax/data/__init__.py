@@ -25,6 +25,7 @@ _EXPORTS = {
     "train_iterator": "pipeline",
     "eval_iterator": "pipeline",
     "steps_per_epoch": "pipeline",
+    "heldout_arrays": "pipeline",
     "supcon_augment": "views",
     "two_views": "views",
 }

@@ -51,7 +51,7 @@ SUBSET_SEED = 0
 DEVICE_PREFETCH = 2
 
 __all__ = ["DatasetInfo", "get_dataset_info", "train_iterator", "eval_iterator",
-           "steps_per_epoch", "eval_crop", "SUBSET_SEED"]
+           "steps_per_epoch", "eval_crop", "heldout_arrays", "SUBSET_SEED"]
 
 
 # ----------------------------------------------------------------------------
@@ -417,3 +417,69 @@ def eval_iterator(config, split: str = "test", *,
   ds = ds.concatenate(padding).batch(local, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return _to_devices(_run(ds, source, paths))
+
+
+# ----------------------------------------------------------------------------
+# Held-out examples of a subset (the stage-1 search's classifier check).
+# ----------------------------------------------------------------------------
+
+
+def heldout_arrays(config, *, num_examples: int, count: int,
+                   split: str = "train") -> dict[str, np.ndarray]:
+  """Examples outside a training subset, on the host, for a quick accuracy check.
+
+  ``split='train'``: the ``count`` training examples that follow the first
+  ``num_examples`` of the fixed-seed shuffle that `train_iterator` draws its
+  subsets from, so they are disjoint from a search on ``num_examples`` images
+  and never touch the test split. ``split='test'``: the first ``count``
+  examples of the test split. Images get the evaluation preprocessing.
+
+  Args:
+    config: the experiment config (``config.data``).
+    num_examples: the size of the training subset to stay clear of.
+    count: how many examples to return (fewer if the split runs out).
+    split: 'train' or 'test'.
+
+  Returns:
+    ``{'image': float32 (n, H, W, C) in [0, 1], 'label': int32 (n,)}``.
+
+  Raises:
+    ValueError: for an unknown split, or no example left outside the subset.
+  """
+  if split not in ("train", "test"):
+    raise ValueError(f"split {split!r} is unknown; use 'train' (after the subset) or 'test'.")
+  data = config.data
+  crop = eval_crop(data)
+  image_size = _image_size(data)
+  source = sources.get_source(data)
+  shape = _output_shape(data, source.raw_shape, train=False)
+  total = source.num_examples("train" if split == "train" else _eval_split_name(source, split))
+  start = int(num_examples) if split == "train" else 0
+  count = min(int(count), total - start)
+  if count < 1:
+    raise ValueError(f"no {split} example is left after the first {start} of {total}; use a "
+                     "smaller search.num_examples or search.heldout_split='test'.")
+
+  def prep(image, label):
+    return {"image": tf.ensure_shape(
+        preprocess.eval_preprocess(image, crop=crop, image_size=image_size), shape),
+            "label": tf.cast(label, tf.int32)}
+
+  if isinstance(source, sources.IndexedSource):
+    sp = source.split(split)
+    idx = (np.random.default_rng(SUBSET_SEED).permutation(total)[start:start + count]
+           if split == "train" else np.arange(count))
+    labels = tf.constant(sp.labels)
+    ds = tf.data.Dataset.from_tensor_slices(idx).map(
+        lambda i: prep(sp.load(i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    paths = sp.paths
+  else:
+    ds = source.as_dataset(_eval_split_name(source, split))
+    if split == "train":   # the same stream `train_iterator` takes its subset from
+      ds = ds.shuffle(min(total, data.shuffle_buffer), seed=SUBSET_SEED,
+                      reshuffle_each_iteration=False)
+    ds = ds.skip(start).take(count).map(lambda e, y: prep(source.decode(e), y),
+                                        num_parallel_calls=tf.data.AUTOTUNE)
+    paths = None
+  batches = list(_run(ds.batch(256), source, paths))
+  return {k: np.concatenate([b[k] for b in batches]) for k in ("image", "label")}

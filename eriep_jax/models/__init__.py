@@ -25,7 +25,10 @@ Options (keyword-only, all models):
     ``jax.pmap(..., axis_name='batch')``; None (default) = per-device statistics.
   batch_norm: CNN/VGG: BN after every conv (default True). ResNet: must be True
     (BN is part of the architecture). ConvNeXt: accepted and ignored (it uses
-    LayerNorm only).
+    LayerNorm only). WideResNet: False means no normalisation.
+  norm (CNN/VGG, WideResNet): 'batch', 'layer' (per-sample LayerNorm over
+    H, W, C, the WGAN-GP critic's choice) or 'none'; None (default) follows
+    ``batch_norm``. The stage-1 critic sets it from ``config.search.norm``.
 Family options:
   stem (ResNets): 'cifar' (default, 3x3 stride 1, no max-pool) or 'imagenet'.
   drop_path_rate (ConvNeXt): stochastic depth, default 0.0 (see ``convnext``).
@@ -38,14 +41,15 @@ from typing import Any, Callable
 import flax.linen as nn
 
 from eriep_jax.models._common import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
-                                      canonical_dtype, validate_stats)
+                                      NORMS, canonical_dtype, validate_stats)
 from eriep_jax.models.cnn import CNN_LAYERS, ConvNet
 from eriep_jax.models.convnext import CONVNEXT_CONFIGS, ConvNeXt
 from eriep_jax.models.resnet import RESNET_CONFIGS, STEMS, ResNet
 from eriep_jax.models.vgg import VGG16_LAYERS
+from eriep_jax.models.wideresnet import WRN_CONFIGS, WideResNet
 
 __all__ = [
-    "get_model", "list_models", "ConvNet", "ResNet", "ConvNeXt",
+    "get_model", "list_models", "ConvNet", "ResNet", "ConvNeXt", "WideResNet", "NORMS",
     "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
@@ -73,12 +77,30 @@ def _check_bool(name: str, option: str, value: Any) -> None:
     raise TypeError(f"{option}={value!r} for {name} must be True or False.")
 
 
+def _check_norm(name: str, norm: Any, batch_norm: bool) -> str:
+  if norm is None:
+    return "batch" if batch_norm else "none"
+  if norm not in NORMS:
+    raise ValueError(f"norm={norm!r} for {name} is unknown; use one of {NORMS} (or None to "
+                     "follow batch_norm).")
+  return norm
+
+
 def _conv_net(layers):
-  def build(name, num_classes, *, batch_norm=True, **kw):
+  def build(name, num_classes, *, batch_norm=True, norm=None, **kw):
     _check_bool(name, "batch_norm", batch_norm)
     return ConvNet(num_classes=num_classes, layers=layers, batch_norm=batch_norm,
-                   **_common_kwargs(name, **kw))
-  build.options = _COMMON_OPTIONS
+                   norm=_check_norm(name, norm, batch_norm), **_common_kwargs(name, **kw))
+  build.options = _COMMON_OPTIONS + ("norm",)
+  return build
+
+
+def _wide_resnet(depth, widen):
+  def build(name, num_classes, *, batch_norm=True, norm=None, **kw):
+    _check_bool(name, "batch_norm", batch_norm)
+    return WideResNet(num_classes=num_classes, depth=depth, widen=widen,
+                      norm=_check_norm(name, norm, batch_norm), **_common_kwargs(name, **kw))
+  build.options = _COMMON_OPTIONS + ("norm",)
   return build
 
 
@@ -115,6 +137,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "vgg16": _conv_net(VGG16_LAYERS),
     **{name: _resnet(*cfg) for name, cfg in RESNET_CONFIGS.items()},
     **{name: _convnext(*cfg) for name, cfg in CONVNEXT_CONFIGS.items()},
+    **{name: _wide_resnet(*cfg) for name, cfg in WRN_CONFIGS.items()},
 }
 
 
@@ -128,10 +151,10 @@ def get_model(name: str, num_classes: int, **options: Any) -> nn.Module:
 
   Args:
     name: one of ``list_models()``: cnn4, cnn8, cnn12, cnn16, vgg16, resnet18,
-      resnet50, resnet101, convnext_tiny (case-insensitive).
+      resnet50, resnet101, convnext_tiny, wrn40_2 (case-insensitive).
     num_classes: number of output logits (>= 1).
     **options: keyword options, see the module docstring (width, batch_norm,
-      dtype, normalize, mean, std, bn_axis_name, and stem / drop_path_rate).
+      dtype, normalize, mean, std, bn_axis_name, and norm / stem / drop_path_rate).
 
   Returns:
     The model; call ``init``/``apply`` with ``train=`` and ``return_features=``.

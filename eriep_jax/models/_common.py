@@ -168,3 +168,26 @@ def batch_norm(train: bool, *, dtype: Any, axis_name: Optional[str],
   """BatchNorm with torchvision's momentum/epsilon and optional cross-device stats."""
   return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                       dtype=dtype, axis_name=axis_name, name=name, scale_init=scale_init)
+
+
+# Normalisation layers of the conv nets and the WideResNet (their ``norm`` option).
+NORMS = ("batch", "layer", "none")
+
+
+def norm_layer(kind: str, train: bool, *, dtype: Any, axis_name: Optional[str],
+               name: Optional[str] = None):
+  """The normalisation after a conv: BatchNorm, per-sample LayerNorm, or the identity.
+
+  ``'layer'`` normalises each sample over (H, W, C) with a per-channel scale
+  and bias, as the WGAN-GP critic of Gulrajani et al. (2017, Sec. 4) does in
+  place of batch norm: each sample's output depends on that sample only, so a
+  per-sample gradient penalty stays valid.
+  """
+  if kind == "batch":
+    return batch_norm(train, dtype=dtype, axis_name=axis_name, name=name)
+  if kind == "layer":
+    return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, epsilon=BN_EPSILON,
+                        dtype=dtype, param_dtype=jnp.float32, name=name)
+  if kind == "none":
+    return lambda x: x
+  raise ValueError(f"norm={kind!r} is unknown; use one of {NORMS}.")

@@ -122,7 +122,7 @@ class _ConvStack(nn.Module):
   """3x3 conv (+BN) + ReLU layers and 2x2 max-pools; returns the last conv map."""
   layers: Sequence[Layer]
   width: float
-  batch_norm: bool
+  norm: str
   dtype: Any
   bn_axis_name: Optional[str]
 
@@ -135,8 +135,7 @@ class _ConvStack(nn.Module):
         continue
       x = Conv3x3(_common.scaled(v, self.width), self.dtype, name=f"Conv_{n_conv}")(x)
       n_conv += 1
-      if self.batch_norm:
-        x = _common.batch_norm(train, dtype=self.dtype, axis_name=self.bn_axis_name)(x)
+      x = _common.norm_layer(self.norm, train, dtype=self.dtype, axis_name=self.bn_axis_name)(x)
       x = nn.relu(x)
     return x
 
@@ -167,10 +166,14 @@ class ConvNet(_common.ImageClassifier):
   Attributes:
     layers: channel counts of 3x3 convs and 'M' for 2x2 max-pools.
     batch_norm: BatchNorm after every conv (before ReLU).
+    norm: None (follow ``batch_norm``) or the normalisation after every conv:
+      'batch', 'layer' (per-sample LayerNorm over H, W, C) or 'none'. The
+      stage-1 critic uses 'layer' (see ``eriep_jax.search``).
     hidden: hidden sizes of the head before ``width`` scaling (512, 256).
   """
   layers: Sequence[Layer] = CNN_LAYERS["cnn8"]
   batch_norm: bool = True
+  norm: Optional[str] = None
   hidden: Sequence[int] = HEAD_HIDDEN
 
   @property
@@ -179,6 +182,7 @@ class ConvNet(_common.ImageClassifier):
 
   def setup(self):
     body, trailing = _split(self.layers)
-    self.backbone = _ConvStack(body, self.width, self.batch_norm, self.dtype, self.bn_axis_name)
+    norm = self.norm or ("batch" if self.batch_norm else "none")
+    self.backbone = _ConvStack(body, self.width, norm, self.dtype, self.bn_axis_name)
     self.classifier = _MLPHead(tuple(_common.scaled(h, self.width) for h in self.hidden),
                                self.num_classes, trailing, self.dtype)

@@ -26,9 +26,13 @@ Every sample of a batch draws its own sub-policy uniformly at random
   `Policy` returned by `discretize` applies exactly the same function, with
   the same random draws for the same key.
 
-Parameters are stored raw and unconstrained in `PolicyParams`; the only place
-where they are mapped to their ranges is `constrain` (sigmoid for M and P,
-softmax(W / T_sel) for the selection weights).
+`PolicyParams` stores M and P as the values themselves, projected back into
+[0, 1] after every update (`project`; ``parameterization='projected'``, the
+default), or as logits (``'sigmoid'``, files written before v2). The only
+place where they are mapped to their ranges is `constrain` (mu and p, and
+softmax(W / T_sel) for the selection weights). `init_policy` draws p, mu and W
+uniformly in [0, 1] from its key (``init='uniform'``, Faster AutoAugment's
+start) or sets constants (``init='constant'``).
 
 Images follow the ops contract of `eriep_jax.ops`: float32, NHWC, values in
 [0, 1]; `perturb` checks it with `ops.check_images` before any compute.
@@ -40,13 +44,16 @@ random_policy) and `plot` (save_grid). Every public name is re-exported here.
 """
 
 from eriep_jax.policy.apply import perturb, sample_subpolicies
-from eriep_jax.policy.config import (PolicyConfig, PolicyParams, PolicyValues, constrain,
-                                     init_policy, params_from_json, params_to_json,
-                                     selection_entropy, selection_stats)
+from eriep_jax.policy.config import (INITS, PARAMETERIZATIONS, PolicyConfig, PolicyParams,
+                                     PolicyValues, constrain, init_policy, movement,
+                                     params_from_json, params_to_json, project,
+                                     selection_entropy, selection_stats, store_value)
 from eriep_jax.policy.discrete import Operation, Policy, discretize, random_policy
 from eriep_jax.policy.plot import save_grid
 
 __all__ = [
+    "INITS",
+    "PARAMETERIZATIONS",
     "Operation",
     "Policy",
     "PolicyConfig",
@@ -55,12 +62,15 @@ __all__ = [
     "constrain",
     "discretize",
     "init_policy",
+    "movement",
     "params_from_json",
     "params_to_json",
     "perturb",
+    "project",
     "random_policy",
     "sample_subpolicies",
     "save_grid",
     "selection_entropy",
     "selection_stats",
+    "store_value",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 
 from eriep_jax import ops as ops_lib
 from eriep_jax.policy.config import (PolicyParams, check_key, check_params, constrain,
-                                     hard_tables)
+                                     hard_tables, probability_logit)
 from eriep_jax.policy.discrete import Policy
 
 _MODES = ("soft", "hard")
@@ -103,7 +103,7 @@ def perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
 
   stage_major = lambda a: jnp.swapaxes(a, 0, 1)        # (L, K, N) -> (K, L, N)
   xs = (stage_major(values.magnitude), stage_major(values.selection),
-        stage_major(params.probability), stage_keys)
+        stage_major(probability_logit(params)), stage_keys)
   # Stage 1 runs outside the scan: its input is data, so the backward pass
   # skips the image gradient of its ops (e.g. rotate's scatter-add).
   x, _ = stage(images, jax.tree.map(lambda a: a[0], xs))

@@ -25,7 +25,24 @@ import numpy as np
 from eriep_jax import ops as ops_lib
 from eriep_jax import rng
 
-_PARAMS_FORMAT = "eriep_jax.policy_params/v1"
+# v2 adds the parameterization; a v1 file holds sigmoid logits and still loads as 'sigmoid'.
+_PARAMS_FORMAT = "eriep_jax.policy_params/v2"
+_PARAMS_FORMATS = ("eriep_jax.policy_params/v1", _PARAMS_FORMAT)
+
+# How M and P are stored (`PolicyParams.parameterization`):
+#   projected: the values mu and p themselves, projected back into [0, 1] after
+#     every update (`project`); Faster AutoAugment's reimplementation stores the
+#     values too, but clamps where they are used, which passes no gradient past a bound.
+#   sigmoid: logits, mu = sigmoid(M), p = sigmoid(P) (this library before v2).
+PARAMETERIZATIONS = ("projected", "sigmoid")
+# How `init_policy` draws the start (`PolicyConfig.init`):
+#   uniform: p, mu and W each drawn uniformly in [0, 1] from the key, as Faster
+#     AutoAugment's `Policy.__init__` does (nn.init.uniform_ on every parameter);
+#   constant: p = init_probability, mu = init_magnitude and W = 0 everywhere.
+INITS = ("uniform", "constant")
+# Where a stored p enters the relaxed Bernoulli's logit it is kept this far
+# from 0 and 1, so that the logit and its gradient stay finite.
+_P_EPS = 1e-6
 
 
 def _all_op_names() -> tuple[str, ...]:
@@ -89,8 +106,14 @@ class PolicyConfig:
     ops: candidate op names (Table 1); default all 17 in table order.
     selection_temperature: T_sel of the op-selection softmax.
     bernoulli_temperature: T_b of the relaxed-Bernoulli application gate.
-    init_probability: initial p of every (sub-policy, stage, op), in [0, 1].
-    init_magnitude: initial mu of every (sub-policy, stage, op), in [0, 1].
+    init_probability: initial p of every (sub-policy, stage, op), in [0, 1]
+      (``init='constant'``; also the p of the ops a discretised policy does not use).
+    init_magnitude: initial mu, likewise.
+    init: 'uniform' (Faster AutoAugment: p, mu and W uniform in [0, 1], drawn
+      from the key) or 'constant' (p = init_probability, mu = init_magnitude,
+      W = 0; this library's start before v2).
+    parameterization: 'projected' (p and mu stored as values, projected into
+      [0, 1] after each update) or 'sigmoid' (stored as logits).
   """
   num_subpolicies: int = 10
   num_stages: int = 2
@@ -99,6 +122,8 @@ class PolicyConfig:
   bernoulli_temperature: float = 0.1
   init_probability: float = 0.5
   init_magnitude: float = 0.5
+  init: str = "uniform"
+  parameterization: str = "projected"
 
   def __post_init__(self):
     set_ = functools.partial(object.__setattr__, self)
@@ -111,6 +136,12 @@ class PolicyConfig:
          _check_temperature(self.bernoulli_temperature, "bernoulli_temperature"))
     set_("init_probability", check_unit(self.init_probability, "init_probability"))
     set_("init_magnitude", check_unit(self.init_magnitude, "init_magnitude"))
+    if self.init not in INITS:
+      raise ValueError(f"init is {self.init!r}; use one of {INITS} ('uniform' is Faster "
+                       "AutoAugment's start, 'constant' the fixed init_probability/init_magnitude).")
+    if self.parameterization not in PARAMETERIZATIONS:
+      raise ValueError(f"parameterization is {self.parameterization!r}; use one of "
+                       f"{PARAMETERIZATIONS}.")
 
   @classmethod
   def from_config(cls, config: Any) -> "PolicyConfig":
@@ -144,18 +175,23 @@ class PolicyConfig:
 
 @flax.struct.dataclass
 class PolicyParams:
-  """The learnable EPM parameters (M, P, W of Eq. 1), raw and unconstrained.
+  """The learnable EPM parameters (M, P, W of Eq. 1), as stored.
 
   Leaves (all float32, shape (L, K, N) for L sub-policies, K stages, N ops):
-    magnitude: raw magnitudes; mu = sigmoid(magnitude), in [0, 1].
-    probability: raw probabilities, i.e. logits; p = sigmoid(probability).
-      p = 0 or 1 exactly is stored as a -inf/+inf logit: a fixed point whose
-      gradient is 0 (don't put weight decay on the policy).
+    magnitude: mu itself in [0, 1] (``parameterization='projected'``), or its
+      logit, mu = sigmoid(magnitude) (``'sigmoid'``).
+    probability: p itself in [0, 1], or its logit, p = sigmoid(probability).
+      In the sigmoid form p = 0 or 1 exactly is a -inf/+inf logit, a fixed
+      point whose gradient is 0 (don't put weight decay on the policy).
     weight: selection logits W; the selection weights are
       softmax(weight / selection_temperature) over the last axis.
   Static (not leaves, so `jax.grad` and optax see only M, P, W):
     ops: the N candidate op names.
     selection_temperature, bernoulli_temperature: T_sel and T_b.
+    parameterization: 'projected' or 'sigmoid' (see `PARAMETERIZATIONS`). The
+      default 'sigmoid' is the form of files written before v2; `init_policy`
+      sets it from the config. With 'projected', call `project` after every
+      optimizer update (both stages do).
   """
   magnitude: jax.Array
   probability: jax.Array
@@ -163,6 +199,7 @@ class PolicyParams:
   ops: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
   selection_temperature: float = flax.struct.field(pytree_node=False, default=0.05)
   bernoulli_temperature: float = flax.struct.field(pytree_node=False, default=0.1)
+  parameterization: str = flax.struct.field(pytree_node=False, default="sigmoid")
 
   @property
   def num_subpolicies(self) -> int:
@@ -180,41 +217,75 @@ class PolicyValues(NamedTuple):
   selection: jax.Array    # softmax(W / T_sel), sums to 1 over the last axis
 
 
-def constrain(params: PolicyParams) -> PolicyValues:
-  """Maps raw parameters to their ranges: the one place where this happens.
+def _clip_through(x: jax.Array, lo: float, hi: float) -> jax.Array:
+  """clip(x, lo, hi) in value, identity in gradient (a bound never stops the gradient)."""
+  return x + jax.lax.stop_gradient(jnp.clip(x, lo, hi) - x)
 
-  Sigmoid rather than clipping keeps gradients alive everywhere (a clipped
-  parameter that leaves [0, 1] would never get a gradient again).
+
+def constrain(params: PolicyParams) -> PolicyValues:
+  """Maps stored parameters to their ranges: the one place where this happens.
+
+  With 'projected', mu and p are the stored values; they are clipped to
+  [0, 1] in value only (the gradient passes unchanged), so a value that sits
+  on a bound after `project` still gets the gradient that can move it back.
+  Faster AutoAugment's clamp passes no gradient, so its values stick once
+  pushed past a bound.
 
   Args:
-    params: raw `PolicyParams`.
+    params: `PolicyParams`.
 
   Returns:
-    `PolicyValues` with mu = sigmoid(M), p = sigmoid(P) and
+    `PolicyValues` with mu, p (stored values, or sigmoid of the logits) and
     selection = softmax(W / T_sel) over the op axis.
   """
+  if params.parameterization == "projected":
+    magnitude = _clip_through(params.magnitude, 0.0, 1.0)
+    probability = _clip_through(params.probability, 0.0, 1.0)
+  else:
+    magnitude = jax.nn.sigmoid(params.magnitude)
+    probability = jax.nn.sigmoid(params.probability)
   return PolicyValues(
-      magnitude=jax.nn.sigmoid(params.magnitude),
-      probability=jax.nn.sigmoid(params.probability),
+      magnitude=magnitude, probability=probability,
       selection=jax.nn.softmax(params.weight / params.selection_temperature, axis=-1))
 
 
-def _logit(p: float) -> float:
-  if p <= 0.0:
-    return -math.inf
-  if p >= 1.0:
-    return math.inf
-  return math.log(p) - math.log1p(-p)
+def probability_logit(params: PolicyParams) -> jax.Array:
+  """logit(p) of every (sub-policy, stage, op), the relaxed Bernoulli's location.
+
+  'sigmoid' stores it. 'projected' computes it from p kept within 1e-6 of
+  [0, 1]'s interior in value only, so it stays finite at p = 0 or 1 while the
+  gradient still reaches p.
+  """
+  if params.parameterization == "sigmoid":
+    return params.probability
+  p = _clip_through(params.probability, _P_EPS, 1.0 - _P_EPS)
+  return jnp.log(p) - jnp.log1p(-p)
+
+
+def project(params: PolicyParams) -> PolicyParams:
+  """Projects a 'projected' policy's mu and p back into [0, 1] (identity for 'sigmoid').
+
+  Call it after every optimizer update: Adam moves a stored value by about
+  the learning rate per step whatever the gradient's size, so p and mu can
+  cross [0, 1] within a few hundred steps, where sigmoid logits would need
+  thousands.
+  """
+  if params.parameterization != "projected":
+    return params
+  return params.replace(magnitude=jnp.clip(params.magnitude, 0.0, 1.0),
+                        probability=jnp.clip(params.probability, 0.0, 1.0))
 
 
 def init_policy(key: jax.Array, config: Any = None) -> PolicyParams:
   """Initialises the EPM parameters (Algorithm 1, "Initialize M, P, W").
 
-  Every (sub-policy, stage, op) starts at p = init_probability and
-  mu = init_magnitude, and W = 0 (uniform selection), as Faster AutoAugment
-  does; the sub-policies are then told apart by the data they see. The
-  initialisation is deterministic: `key` is validated and kept for API
-  symmetry with the other `init` functions.
+  ``init='uniform'`` (the default) draws every p, mu and W independently and
+  uniformly in [0, 1] from `key`, as Faster AutoAugment's reimplementation
+  does (``nn.init.uniform_(p, 0, 1)`` on every policy parameter, selection
+  weights included), so the sub-policies start different. ``init='constant'``
+  starts every (sub-policy, stage, op) at p = init_probability,
+  mu = init_magnitude and W = 0 (uniform selection); it ignores `key`. The
+  paper does not say how M, P and W are initialised.
 
   Args:
     key: a JAX PRNG key.
@@ -230,13 +301,30 @@ def init_policy(key: jax.Array, config: Any = None) -> PolicyParams:
   check_key(key)
   cfg = PolicyConfig() if config is None else PolicyConfig.from_config(config)
   shape = (cfg.num_subpolicies, cfg.num_stages, len(cfg.ops))
+  if cfg.init == "uniform":
+    k_mag, k_prob, k_weight = jax.random.split(key, 3)
+    mag = jax.random.uniform(k_mag, shape, jnp.float32)
+    prob = jax.random.uniform(k_prob, shape, jnp.float32)
+    weight = jax.random.uniform(k_weight, shape, jnp.float32)
+  else:
+    mag = jnp.full(shape, cfg.init_magnitude, jnp.float32)
+    prob = jnp.full(shape, cfg.init_probability, jnp.float32)
+    weight = jnp.zeros(shape, jnp.float32)
   return PolicyParams(
-      magnitude=jnp.full(shape, _logit(cfg.init_magnitude), jnp.float32),
-      probability=jnp.full(shape, _logit(cfg.init_probability), jnp.float32),
-      weight=jnp.zeros(shape, jnp.float32),
-      ops=cfg.ops,
+      magnitude=store_value(mag, cfg.parameterization),
+      probability=store_value(prob, cfg.parameterization),
+      weight=weight, ops=cfg.ops,
       selection_temperature=cfg.selection_temperature,
-      bernoulli_temperature=cfg.bernoulli_temperature)
+      bernoulli_temperature=cfg.bernoulli_temperature,
+      parameterization=cfg.parameterization)
+
+
+def store_value(values: Any, parameterization: str) -> jax.Array:
+  """Values in [0, 1] in the stored form: themselves, or their logits (0 -> -inf, 1 -> +inf)."""
+  values = jnp.asarray(values, jnp.float32)
+  if parameterization == "projected":
+    return values
+  return jnp.log(values) - jnp.log1p(-values)
 
 
 def hard_tables(params: PolicyParams) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -288,6 +376,7 @@ def params_to_json(params: PolicyParams) -> str:
   host = jax.device_get(params)
   return json.dumps({
       "format": _PARAMS_FORMAT, "ops": list(params.ops),
+      "parameterization": params.parameterization,
       "selection_temperature": float(params.selection_temperature),
       "bernoulli_temperature": float(params.bernoulli_temperature),
       **{f: np.asarray(getattr(host, f), np.float32).tolist()
@@ -297,21 +386,29 @@ def params_to_json(params: PolicyParams) -> str:
 def params_from_json(text: str) -> PolicyParams:
   """Parses `params_to_json` output.
 
+  A v1 file (written before the parameterization was recorded) holds sigmoid
+  logits and loads as ``parameterization='sigmoid'``, exactly as it was searched.
+
   Raises:
     ValueError: for malformed JSON, another format, an unknown op or
       inconsistent shapes.
   """
   try:
     data = json.loads(text)
-    if data.get("format") != _PARAMS_FORMAT:
-      raise ValueError(f"format {data.get('format')!r} is not {_PARAMS_FORMAT!r}; pass "
+    if data.get("format") not in _PARAMS_FORMATS:
+      raise ValueError(f"format {data.get('format')!r} is not one of {_PARAMS_FORMATS}; pass "
                        "params_to_json() output (policy_params.json of a search)")
+    parameterization = data.get("parameterization", "sigmoid")
+    if parameterization not in PARAMETERIZATIONS:
+      raise ValueError(f"parameterization {parameterization!r} is not one of "
+                       f"{PARAMETERIZATIONS}; the file was not written by params_to_json()")
     params = PolicyParams(
         **{f: jnp.asarray(np.asarray(data[f], np.float32)) for f in
            ("magnitude", "probability", "weight")},
         ops=check_op_names(data["ops"]),
         selection_temperature=float(data["selection_temperature"]),
-        bernoulli_temperature=float(data["bernoulli_temperature"]))
+        bernoulli_temperature=float(data["bernoulli_temperature"]),
+        parameterization=parameterization)
   except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as e:
     raise ValueError(f"text is not policy-params JSON ({type(e).__name__}: {e}); pass "
                      "params_to_json() output.") from None
@@ -330,8 +427,46 @@ def check_params(params: Any) -> None:
     raise TypeError(f"params must be PolicyParams (from init_policy) or a Policy (from "
                     f"discretize), got {type(params).__name__}.")
   n = len(params.ops)
+  if params.parameterization not in PARAMETERIZATIONS:
+    raise ValueError(f"params.parameterization is {params.parameterization!r}; use one of "
+                     f"{PARAMETERIZATIONS}.")
   for field in ("magnitude", "probability", "weight"):
     shape = getattr(params, field).shape
     if len(shape) != 3 or shape[2] != n or shape != params.weight.shape:
       raise ValueError(f"params.{field} has shape {shape}, but it must be (L, K, {n}) like "
                        f"params.weight {params.weight.shape}, one entry per op in params.ops.")
+
+
+def movement(initial: PolicyParams, final: PolicyParams) -> dict[str, float]:
+  """How far a policy moved: mean and max |change| of p, mu, W and the selection weights.
+
+  p and mu are compared as values in [0, 1] (whatever the parameterization),
+  W as the raw selection logits and ``selection`` as softmax(W / T_sel). A
+  search whose p and mu all moved by less than a few hundredths has not
+  learned them (`eriep_jax.search` warns below 0.05).
+
+  Args:
+    initial: the policy before training.
+    final: the policy after training (same shape and ops).
+
+  Returns:
+    Floats ``{p,mu,w,selection}_{mean,max}_change``.
+
+  Raises:
+    ValueError: if the two policies differ in shape or ops.
+  """
+  check_params(initial)
+  check_params(final)
+  if initial.weight.shape != final.weight.shape or initial.ops != final.ops:
+    raise ValueError(f"the policies differ: shapes {initial.weight.shape} and "
+                     f"{final.weight.shape}, ops {initial.ops} and {final.ops}; compare a "
+                     "policy with its own start.")
+  a, b = jax.device_get(constrain(initial)), jax.device_get(constrain(final))
+  out = {}
+  for name, x, y in (("p", a.probability, b.probability), ("mu", a.magnitude, b.magnitude),
+                     ("w", initial.weight, final.weight),
+                     ("selection", a.selection, b.selection)):
+    change = np.abs(np.asarray(y, np.float64) - np.asarray(x, np.float64))
+    out[f"{name}_mean_change"] = float(change.mean())
+    out[f"{name}_max_change"] = float(change.max())
+  return out

@@ -27,7 +27,7 @@ def critic_apply(critic_module, variables, images, *, train: bool):
 
 def backbone_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """``config.model`` options the critic's backbone shares with N (normalisation, dtype)."""
-  options = {k: v for k, v in config.model.items() if k not in ("name", "width", "batch_norm")}
+  options = {k: v for k, v in config.model.items() if k not in ("name", "width", "batch_norm", "norm")}
   for k in ("mean", "std"):
     if isinstance(options.get(k), list):
       options[k] = tuple(options[k])
@@ -37,6 +37,6 @@ def backbone_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def build_critic(config: ml_collections.ConfigDict, num_classes: int, **model_options):
   """The shared-backbone classifier f and critic D from ``config.search``."""
   s = config.search
-  backbone = models.get_model(s.backbone, num_classes, width=s.width,
-                              batch_norm=s.get("batch_norm", False), **model_options)
+  backbone = models.get_model(s.backbone, num_classes, width=s.width, norm=s.norm,
+                              **model_options)
   return SearchCritic(backbone=backbone, num_classes=num_classes, hidden=s.critic_hidden)

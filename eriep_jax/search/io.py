@@ -72,18 +72,25 @@ def _policy_to_tree(params: Any) -> dict[str, np.ndarray]:
       "op_index": np.asarray([all_ops.index(n) for n in params.ops], np.int32),
       "selection_temperature": np.asarray(params.selection_temperature, np.float32),
       "bernoulli_temperature": np.asarray(params.bernoulli_temperature, np.float32),
+      "parameterization": np.asarray(
+          policy_lib.PARAMETERIZATIONS.index(params.parameterization), np.int32),
   }
 
 
 def _policy_from_tree(tree: Mapping[str, Any]) -> Any:
   all_ops = tuple(ops_lib.OPS)
+  # A checkpoint written before the parameterization was stored holds logits.
+  code = tree.get("parameterization")
+  parameterization = ("sigmoid" if code is None
+                      else policy_lib.PARAMETERIZATIONS[int(np.asarray(code))])
   return policy_lib.PolicyParams(
       magnitude=jnp.asarray(tree["magnitude"], jnp.float32),
       probability=jnp.asarray(tree["probability"], jnp.float32),
       weight=jnp.asarray(tree["weight"], jnp.float32),
       ops=tuple(all_ops[int(i)] for i in np.asarray(tree["op_index"]).reshape(-1)),
       selection_temperature=float(tree["selection_temperature"]),
-      bernoulli_temperature=float(tree["bernoulli_temperature"]))
+      bernoulli_temperature=float(tree["bernoulli_temperature"]),
+      parameterization=parameterization)
 
 
 def params_from_policy(policy: Any, config: Any = None) -> Any:
@@ -93,8 +100,9 @@ def params_from_policy(policy: Any, config: Any = None) -> Any:
   selection softmax(W / T_sel) puts weight 1 / (1 + (N - 1) e^{-1/T_sel}) on it
   (> 0.99999 at T_sel = 0.05 with 17 ops): soft mode is then the discrete
   policy up to that rounding, and ``discretize`` gives the same Policy back.
-  The chosen op's probability and magnitude are stored as logits of p and mu;
-  the other ops keep ``init_probability`` / ``init_magnitude``.
+  The chosen op's p and mu are stored in ``config.parameterization``'s form
+  (the values, or their logits); the other ops keep ``init_probability`` /
+  ``init_magnitude``.
 
   Args:
     policy: a :class:`~eriep_jax.policy.Policy`.
@@ -115,24 +123,30 @@ def params_from_policy(policy: Any, config: Any = None) -> Any:
     raise ValueError(f"the policy uses ops {missing} that config.policy.ops lacks; add them "
                      "to config.policy.ops.")
   shape = (policy.num_subpolicies, policy.num_stages, len(cfg.ops))
-
-  def logit(p):
-    p = float(np.clip(p, 0.0, 1.0))
-    return -np.inf if p == 0 else (np.inf if p == 1 else np.log(p) - np.log1p(-p))
-
   weight = np.zeros(shape, np.float32)
-  prob = np.full(shape, logit(cfg.init_probability), np.float32)
-  mag = np.full(shape, logit(cfg.init_magnitude), np.float32)
+  prob = np.full(shape, cfg.init_probability, np.float64)
+  mag = np.full(shape, cfg.init_magnitude, np.float64)
   for l, sub in enumerate(policy.subpolicies):
     for k, op in enumerate(sub):
       n = cfg.ops.index(op.op)
       weight[l, k, n] = 1.0
-      prob[l, k, n] = logit(op.probability)
-      mag[l, k, n] = logit(op.magnitude)
+      prob[l, k, n] = np.clip(op.probability, 0.0, 1.0)
+      mag[l, k, n] = np.clip(op.magnitude, 0.0, 1.0)
+  store = lambda v: policy_lib.store_value(_float32_or_logit(v, cfg.parameterization),
+                                           "projected")
   return policy_lib.PolicyParams(
-      magnitude=jnp.asarray(mag), probability=jnp.asarray(prob), weight=jnp.asarray(weight),
+      magnitude=store(mag), probability=store(prob), weight=jnp.asarray(weight),
       ops=cfg.ops, selection_temperature=cfg.selection_temperature,
-      bernoulli_temperature=cfg.bernoulli_temperature)
+      bernoulli_temperature=cfg.bernoulli_temperature,
+      parameterization=cfg.parameterization)
+
+
+def _float32_or_logit(values: np.ndarray, parameterization: str) -> np.ndarray:
+  """Values in [0, 1] as float32, or their logits computed in float64 (exact at 0 and 1)."""
+  if parameterization == "projected":
+    return values.astype(np.float32)
+  with np.errstate(divide="ignore"):
+    return (np.log(values) - np.log1p(-values)).astype(np.float32)
 
 
 def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] = None) -> Any:

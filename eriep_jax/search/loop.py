@@ -23,6 +23,7 @@ from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import writers
 from eriep_jax.search import critic as critic_lib
+from eriep_jax.search import health
 from eriep_jax.search import io
 from eriep_jax.search import step as step_lib
 
@@ -45,7 +46,8 @@ def _num_steps(config: ml_collections.ConfigDict, num_train: Optional[int]) -> t
 def _progress_line(step: int, total: int, metrics: Mapping[str, float], rate: float) -> str:
   parts = [f"search {step}/{total}", f"W {metrics['wasserstein']:+.4f}",
            f"GP {metrics['gp']:.4f}", f"L_critic {metrics['critic_loss']:+.4f}",
-           f"L_policy {metrics['policy_loss']:+.4f}"]
+           f"L_policy {metrics['policy_loss']:+.4f}",
+           f"CE_real {metrics['ce_real']:.3f}", f"acc_real {metrics['acc_real']:.2f}"]
   parts += [f"H{k[len('entropy_stage'):]} {v:.3f}" for k, v in metrics.items()
             if k.startswith("entropy_stage")]
   parts.append(f"{rate:.1f} img/s")
@@ -65,7 +67,9 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   (the raw parameters, exact and small enough to commit), ``policy.json``
   (the discretised :class:`~eriep_jax.policy.Policy`), ``policy_summary.txt``
   (also printed), ``policy_grid.png`` and ``search_log.json`` (the logged
-  metrics and the wall time). The search uses ``config.search.seed`` (not the
+  metrics, the wall time and the search's health: the classifier's held-out
+  accuracy, the control's when ``search.control`` is set, and how far p, mu
+  and W moved; see :mod:`eriep_jax.search.health`). The search uses ``config.search.seed`` (not the
   run's ``config.seed``), so one searched policy serves every seed of a sweep.
 
   Args:
@@ -92,10 +96,13 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   key_init, key_steps, key_grid = jax.random.split(key, 3)
   state, critic_module = step_lib.create_search_state(config, key_init, tuple(info.image_shape),
                                              info.num_classes, **critic_lib.backbone_options(config))
+  initial_policy = jax.device_get(state.policy)
   step_fn = step_lib.make_search_step(config, critic_module,
                              train_policy=s.get("train_policy", True))
   state = parallel.replicate(state)
 
+  # Read before any step, so that a bad held-out setting stops the search before compute.
+  heldout = _heldout(config, examples)
   batches = data_lib.train_iterator(config, seed=seed, num_examples=examples,
                                     batch_size=s.batch_size)
   writer = writers.create_writer(str(workdir), just_logging=jax.process_index() > 0)
@@ -126,12 +133,100 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   wall = time.perf_counter() - start
   logging.info("stage-1 search done in %.1f s", wall)
   params = parallel.unreplicate(state.policy)
+
+  accuracy = None if heldout is None else classifier_accuracy(
+      critic_module, parallel.unreplicate(state.critic), heldout)
+  control = None
+  if s.get("control", False):
+    control = run_control(config, key_init, info, examples, total_steps, heldout)
+  report = health.search_health(
+      log, initial_policy, jax.device_get(params), num_classes=info.num_classes,
+      heldout_accuracy=accuracy, heldout_examples=0 if heldout is None else len(heldout["label"]),
+      control=control)
+  report["wall_time_s"] = wall
+  for line in health.summary_lines(report):
+    print(line, flush=True)
+  for warning in report["warnings"]:
+    logging.warning("%s", warning)
+    print(f"WARNING: {warning}", flush=True)
   # The log is written before the policy: a policy file marks a finished search.
   (workdir / io.SEARCH_LOG).write_text(json.dumps(
       {"num_steps": total_steps, "num_examples": examples, "batch_size": s.batch_size,
-       "seed": seed, "wall_time_s": wall, "log": log}, indent=1), encoding="utf-8")
+       "seed": seed, "wall_time_s": wall, "settings": _settings(config), "health": report,
+       "log": log}, indent=1), encoding="utf-8")
   io.save_policy(params, workdir, images=grid_images, key=key_grid)
   return params
+
+
+def _settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The search and policy settings a reader needs to tell two searches apart."""
+  s, p = config.search, config.policy
+  return {"backbone": s.backbone, "width": s.width, "norm": s.norm, "eps": s.eps,
+          "classifier_weight": step_lib.classifier_weight(config),
+          "lambda_gp": s.lambda_gp, "gp_norm": s.get("gp_norm", "sample"),
+          "learning_rate": s.learning_rate, "b1": s.b1, "b2": s.b2,
+          "policy_init": p.get("init", "uniform"),
+          "parameterization": p.get("parameterization", "projected")}
+
+
+def _heldout(config: ml_collections.ConfigDict,
+             examples: int) -> Optional[dict[str, np.ndarray]]:
+  s = config.search
+  count = int(s.get("num_heldout", 1000))
+  if count <= 0:
+    return None
+  return data_lib.heldout_arrays(config, num_examples=examples, count=count,
+                                 split=s.get("heldout_split", "train"))
+
+
+def classifier_accuracy(critic_module: Any, variables: Any,
+                        heldout: Mapping[str, np.ndarray], *, batch_size: int = 250) -> float:
+  """The accuracy of the critic's classifier f on host arrays (inference mode)."""
+  @jax.jit
+  def predict(x):
+    return jax.numpy.argmax(critic_lib.critic_apply(critic_module, variables, x,
+                                                    train=False)[0], -1)
+
+  images, labels = heldout["image"], heldout["label"]
+  correct = 0
+  for i in range(0, len(labels), batch_size):
+    correct += int(np.sum(np.asarray(predict(images[i:i + batch_size])) ==
+                          labels[i:i + batch_size]))
+  return correct / len(labels)
+
+
+def run_control(config: ml_collections.ConfigDict, key_init: jax.Array, info: Any,
+                examples: int, total_steps: int,
+                heldout: Optional[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+  """The classifier control: the search's backbone trained by cross-entropy alone.
+
+  Same initial weights (the same key), batches, steps and optimizer as the
+  search's critic; only f's loss on B' (see :func:`step.control_step`).
+
+  Returns:
+    ``{'heldout_accuracy', 'final_ce_real', 'wall_time_s'}``.
+  """
+  s = config.search
+  seed = int(s.get("seed", 0))
+  state, critic_module = step_lib.create_search_state(
+      config, key_init, tuple(info.image_shape), info.num_classes,
+      **critic_lib.backbone_options(config))
+  step_fn = step_lib.make_control_step(config, critic_module)
+  state = parallel.replicate(state)
+  batches = data_lib.train_iterator(config, seed=seed, num_examples=examples,
+                                    batch_size=s.batch_size)
+  start = time.perf_counter()
+  tail = []
+  for step in range(1, total_steps + 1):
+    batch = next(batches)
+    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]})
+    if step > total_steps - 20:
+      tail.append(float(parallel.unreplicate(metrics)["ce_real"]))
+  wall = time.perf_counter() - start
+  accuracy = None if heldout is None else classifier_accuracy(
+      critic_module, parallel.unreplicate(state.critic), heldout)
+  return {"heldout_accuracy": accuracy, "final_ce_real": float(np.mean(tail)),
+          "wall_time_s": wall}
 
 
 def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,

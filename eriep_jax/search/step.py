@@ -19,7 +19,8 @@ from eriep_jax import losses
 from eriep_jax import policy as policy_lib
 from eriep_jax.search import critic as critic_lib
 
-__all__ = ["SearchState", "create_search_state", "search_step", "make_search_step"]
+__all__ = ["SearchState", "create_search_state", "search_step", "make_search_step",
+           "control_step", "make_control_step", "classifier_weight"]
 
 
 @flax.struct.dataclass
@@ -45,6 +46,21 @@ def _adam(s: ml_collections.ConfigDict) -> optax.GradientTransformation:
   return optax.adam(s.learning_rate, b1=s.b1, b2=s.b2)
 
 
+def classifier_weight(config: ml_collections.ConfigDict) -> float:
+  """The weight of f's cross-entropy in the critic step: ``search.classifier_weight``, or eps if < 0.
+
+  Eq. (3) weights the classification loss l by eps in the policy's objective;
+  the paper does not say how f itself is trained. Faster AutoAugment trains it
+  in the critic step with the same weight (``classifier_weight=-1`` here).
+  """
+  w = config.search.get("classifier_weight", -1.0)
+  return float(config.search.eps if w is None or w < 0 else w)
+
+
+def _accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
 def search_step(state: SearchState,
                 batch: Mapping[str, jax.Array],
                 key: jax.Array,
@@ -54,6 +70,8 @@ def search_step(state: SearchState,
                 policy_tx: optax.GradientTransformation,
                 eps: float,
                 lambda_gp: float,
+                classifier_weight: Optional[float] = None,
+                gp_norm: str = "sample",
                 train_policy: bool = True,
                 axis_name: Optional[str] = "batch") -> tuple[SearchState, dict[str, jax.Array]]:
   """One stage-1 step on one device's batch: a critic update, then a policy update.
@@ -70,8 +88,12 @@ def search_step(state: SearchState,
     critic_module: a :class:`~eriep_jax.models.critic.SearchCritic`.
     critic_tx: optimizer of the critic.
     policy_tx: optimizer of the policy.
-    eps: weight of the classification loss (Eq. 3), >= 0.
+    eps: weight of the classification loss in the policy's objective (Eq. 3), >= 0.
     lambda_gp: weight of the gradient penalty, >= 0.
+    classifier_weight: weight of f's cross-entropy on B' in the critic step,
+      >= 0; None means eps (Faster AutoAugment's choice).
+    gp_norm: 'sample' (WGAN-GP) or 'pixel' (Faster AutoAugment's per-pixel
+      norm); see :func:`eriep_jax.losses.gradient_penalty`.
     train_policy: False cuts the policy's gradients (``stop_gradient``), a
       control run in which only the critic learns. May be a traced bool
       (e.g. a broadcast pmap argument), so that one compiled step serves
@@ -81,7 +103,9 @@ def search_step(state: SearchState,
   Returns:
     ``(new_state, metrics)`` with scalars ``wasserstein`` (E D(B') - E D(A)),
     ``gp``, ``critic_loss``, ``policy_loss``, ``ce_real``, ``ce_fake``,
-    ``epm_loss`` (Eq. 3 with Eq. 4) and ``entropy_stage{k}`` for each stage.
+    ``acc_real`` and ``acc_fake`` (f's accuracy on B' before the critic's
+    update and on A after it), ``epm_loss`` (Eq. 3 with Eq. 4) and
+    ``entropy_stage{k}`` for each stage.
 
   Raises:
     ValueError: for an odd per-device batch or mismatched labels.
@@ -106,6 +130,7 @@ def search_step(state: SearchState,
   def mean(tree):
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
+  cls_weight = eps if classifier_weight is None else classifier_weight
   # 1. Critic step: A is fixed (Faster AutoAugment draws it under no_grad).
   fake = jax.lax.stop_gradient(policy_lib.perturb(state.policy, x_a, key_aug_c, mode="soft"))
   stats = state.critic.get("batch_stats")
@@ -118,9 +143,10 @@ def search_step(state: SearchState,
     def score_fn(x):
       return critic_lib.critic_apply(critic_module, variables, x, train=False)[1]
 
-    gp = losses.gradient_penalty(score_fn, x_b, fake, key_gp)
+    gp = losses.gradient_penalty(score_fn, x_b, fake, key_gp, norm=gp_norm)
     loss, aux = losses.critic_loss(scores[:half], scores[half:], gp, logits[:half], y_b,
-                                   lambda_gp=lambda_gp, eps=eps)
+                                   lambda_gp=lambda_gp, eps=cls_weight)
+    aux["acc_real"] = _accuracy(logits[:half], y_b)
     return loss, (aux, new_stats)
 
   (c_loss, (c_aux, new_stats)), c_grads = jax.value_and_grad(
@@ -140,12 +166,15 @@ def search_step(state: SearchState,
           lambda p: jnp.where(train_policy, p, jax.lax.stop_gradient(p)), policy)
     augmented = policy_lib.perturb(policy, x_a, key_aug_p, mode="soft")
     logits_a, scores_a, _ = critic_lib.critic_apply(critic_module, critic_vars, augmented, train=False)
-    return losses.policy_loss(scores_a, logits_a, y_a, eps=eps)
+    loss, aux = losses.policy_loss(scores_a, logits_a, y_a, eps=eps)
+    aux["acc_fake"] = _accuracy(logits_a, y_a)
+    return loss, aux
 
   (p_loss, p_aux), p_grads = jax.value_and_grad(policy_objective, has_aux=True)(state.policy)
   p_grads = mean(p_grads)
   p_updates, policy_opt_state = policy_tx.update(p_grads, state.policy_opt_state, state.policy)
-  new_policy = optax.apply_updates(state.policy, p_updates)
+  # A 'projected' policy's mu and p go back into [0, 1]; a 'sigmoid' one is unchanged.
+  new_policy = policy_lib.project(optax.apply_updates(state.policy, p_updates))
 
   metrics = {
       "wasserstein": c_aux["wasserstein"],
@@ -154,6 +183,8 @@ def search_step(state: SearchState,
       "policy_loss": p_loss,
       "ce_real": c_aux["ce_real"],
       "ce_fake": p_aux["ce_fake"],
+      "acc_real": c_aux["acc_real"],
+      "acc_fake": p_aux["acc_fake"],
       "epm_loss": c_aux["wasserstein"] + eps * (c_aux["ce_real"] + p_aux["ce_fake"]),
   }
   for k, h in enumerate(policy_lib.selection_entropy(new_policy)):
@@ -224,5 +255,60 @@ def make_search_step(config: ml_collections.ConfigDict, critic_module: Any, *,
   tx = _adam(config.search)
   step = functools.partial(search_step, critic_module=critic_module, critic_tx=tx, policy_tx=tx,
                            eps=float(config.search.eps), lambda_gp=float(config.search.lambda_gp),
+                           classifier_weight=classifier_weight(config),
+                           gp_norm=config.search.get("gp_norm", "sample"),
                            train_policy=train_policy, axis_name="batch")
   return jax.pmap(step, axis_name="batch", in_axes=(0, 0, None), donate_argnums=(0,))
+
+
+def control_step(state: SearchState,
+                 batch: Mapping[str, jax.Array],
+                 *,
+                 critic_module: Any,
+                 critic_tx: optax.GradientTransformation,
+                 axis_name: Optional[str] = "batch") -> tuple[SearchState, dict[str, jax.Array]]:
+  """One step of the classifier control: f trained on B' by cross-entropy alone.
+
+  The same backbone, batches, half (B') and optimizer as the search's critic
+  step, without the critic's terms (no Wasserstein estimate, no gradient
+  penalty) and without the policy. Its held-out accuracy is the ceiling that
+  the search's classifier is compared with. Adam is nearly invariant to the
+  loss's scale, so the weight of the cross-entropy does not matter here.
+
+  Returns:
+    ``(new_state, metrics)`` with ``ce_real`` and ``acc_real`` on B'.
+  """
+  images, labels = batch["image"], batch["label"]
+  half = images.shape[0] // 2
+  x_b, y_b = images[half:], labels[half:]
+  stats = state.critic.get("batch_stats")
+
+  def objective(params):
+    variables = {"params": params} if stats is None else {"params": params, "batch_stats": stats}
+    logits, _, new_stats = critic_lib.critic_apply(critic_module, variables, x_b, train=True)
+    ce = jnp.mean(losses.cross_entropy(logits, y_b))
+    return ce, (_accuracy(logits, y_b), new_stats)
+
+  (ce, (acc, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.critic["params"])
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+  updates, opt_state = critic_tx.update(grads, state.critic_opt_state, state.critic["params"])
+  critic_vars = dict(state.critic)
+  critic_vars["params"] = optax.apply_updates(state.critic["params"], updates)
+  metrics = {"ce_real": ce, "acc_real": acc}
+  if new_stats is not None:
+    critic_vars["batch_stats"] = new_stats
+  if axis_name is not None:
+    metrics = jax.lax.pmean(metrics, axis_name)
+    if new_stats is not None:
+      critic_vars["batch_stats"] = jax.lax.pmean(new_stats, axis_name)
+  return state.replace(step=state.step + 1, critic=critic_vars,
+                       critic_opt_state=opt_state), metrics
+
+
+def make_control_step(config: ml_collections.ConfigDict, critic_module: Any) -> Callable:
+  """The pmapped ``control_step(state, batch) -> (state, metrics)`` with the search's Adam."""
+  step = functools.partial(control_step, critic_module=critic_module,
+                           critic_tx=_adam(config.search), axis_name="batch")
+  return jax.pmap(step, axis_name="batch", donate_argnums=(0,))

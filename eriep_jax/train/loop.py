@@ -105,7 +105,8 @@ def policy_meta(params: policy_lib.PolicyParams) -> dict[str, Any]:
   return {"ops": list(params.ops), "num_subpolicies": int(params.num_subpolicies),
           "num_stages": int(params.num_stages),
           "selection_temperature": float(params.selection_temperature),
-          "bernoulli_temperature": float(params.bernoulli_temperature)}
+          "bernoulli_temperature": float(params.bernoulli_temperature),
+          "parameterization": params.parameterization}
 
 
 def abstract_policy(meta: dict[str, Any]) -> policy_lib.PolicyParams:
@@ -115,7 +116,9 @@ def abstract_policy(meta: dict[str, Any]) -> policy_lib.PolicyParams:
   return policy_lib.PolicyParams(
       magnitude=zeros, probability=zeros, weight=zeros, ops=tuple(meta["ops"]),
       selection_temperature=float(meta["selection_temperature"]),
-      bernoulli_temperature=float(meta["bernoulli_temperature"]))
+      bernoulli_temperature=float(meta["bernoulli_temperature"]),
+      # Runs recorded before the parameterization was stored used logits.
+      parameterization=meta.get("parameterization", "sigmoid"))
 
 
 def read_history(path: str, upto: int) -> list[dict[str, float]]:

@@ -208,7 +208,8 @@ def train_step(state: TrainState,
     policy_grads = _pmean(policy_grads, axis_name)
     p_updates, policy_opt_state = policy_tx.update(policy_grads, state.policy_opt_state,
                                                    state.policy_params)
-    policy_params = optax.apply_updates(state.policy_params, p_updates)
+    # Algorithm 1, line 11, in the stage-1 search's parameterization (projected into [0, 1]).
+    policy_params = policy_lib.project(optax.apply_updates(state.policy_params, p_updates))
     metrics["policy_grad_norm"] = optax.tree.norm(policy_grads)
   else:
     policy_params, policy_opt_state = state.policy_params, state.policy_opt_state

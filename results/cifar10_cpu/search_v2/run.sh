@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the stage-1 searches of results/cifar10_cpu/search_v2/ one after another, on the real
+# CIFAR-10 archive (configs/cifar10_search.py:folder), and copies each finished search's small
+# files here (search_log.json, policy files, grid PNG) with the commit it ran on. A search whose
+# folder here already holds policy_params.json is skipped, so the queue can be restarted.
+#
+#   bash results/cifar10_cpu/search_v2/run.sh [WORKROOT]      # from the repository root
+#
+# Needs the virtual environment of the README (. .venv/bin/activate) and ../shared/data.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+HERE=results/cifar10_cpu/search_v2
+ROOT=${1:-/tmp/eriep_search_v2}
+CONFIG=configs/cifar10_search.py:folder
+mkdir -p "$ROOT"
+# name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps.
+QUEUE=(
+  "candidates/cnn8_layer_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=-1"
+  "candidates/cnn8_layer_cw1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=1.0"
+  "candidates/cnn8_none_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=none --config.search.classifier_weight=-1"
+  "candidates/cnn8_batch_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=batch --config.search.classifier_weight=-1"
+  "candidates/wrn40_2_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.backbone=wrn40_2 --config.search.norm=batch --config.search.classifier_weight=-1"
+  "default|"
+)
+for entry in "${QUEUE[@]}"; do
+  name=${entry%%|*}
+  args=${entry#*|}
+  if [[ -f "$HERE/$name/policy_params.json" ]]; then
+    echo "== $name: finished, skipped"; continue
+  fi
+  echo "== $name: $args"
+  wd="$ROOT/$name"
+  rm -rf "$wd"
+  commit=$(git rev-parse HEAD)
+  # shellcheck disable=SC2086
+  python launch.py --config=$CONFIG --workdir="$wd" --mode=search $args 2>&1 \
+    | grep -v "^[IW][0-9]\{4\} " | tee "$ROOT/${name//\//_}.log"
+  mkdir -p "$HERE/$name"
+  cp "$wd"/{search_log.json,policy_params.json,policy.json,policy_summary.txt,policy_grid.png} \
+    "$HERE/$name/"
+  printf '%s\n%s\n' "$commit" "$CONFIG $args" > "$HERE/$name/command.txt"
+done
