@@ -7,7 +7,6 @@ reused; only two tests use all 17 ops.
 
 import importlib.util
 import json
-import math
 import pathlib
 
 import jax
@@ -38,6 +37,7 @@ def _images(b=B, seed=0):
 
 
 def _small(**kw):
+  kw.setdefault("init", "constant")
   return P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=L, ops=SMALL_OPS, **kw))
 
 
@@ -64,19 +64,32 @@ def test_config_from_default_py_and_init_values():
   assert from_policy == P.PolicyConfig()
   assert P.PolicyConfig.from_config(cfg) == from_policy  # a whole experiment config
   assert from_policy.ops == tuple(ops.OPS) and len(from_policy.ops) == 17
+  assert (from_policy.init, from_policy.parameterization) == ("uniform", "projected")
   params = P.init_policy(jax.random.key(0), cfg.policy)
   assert params.magnitude.shape == params.probability.shape == params.weight.shape == (10, 2, 17)
   assert params.ops == tuple(ops.OPS)
   assert (params.selection_temperature, params.bernoulli_temperature) == (0.05, 0.1)
+  assert params.parameterization == "projected"
   # Only M, P, W are leaves: what jax.grad / optax see.
   assert len(jax.tree.leaves(params)) == 3
+  # Faster AutoAugment's start: every p, mu and W uniform in [0, 1], drawn from the key.
+  k_mag, k_prob, k_weight = jax.random.split(jax.random.key(0), 3)
   values = P.constrain(params)
-  np.testing.assert_array_equal(values.magnitude, 0.5)
-  np.testing.assert_array_equal(values.probability, 0.5)
-  np.testing.assert_allclose(values.selection, 1 / 17, rtol=1e-6)
+  np.testing.assert_array_equal(values.magnitude, jax.random.uniform(k_mag, (10, 2, 17)))
+  np.testing.assert_array_equal(values.probability, jax.random.uniform(k_prob, (10, 2, 17)))
+  np.testing.assert_array_equal(params.weight, jax.random.uniform(k_weight, (10, 2, 17)))
+  for v in (values.magnitude, values.probability, params.weight):
+    v = np.asarray(v)
+    assert 0 <= v.min() < 0.05 and 0.95 < v.max() <= 1 and abs(v.mean() - 0.5) < 0.05
+  assert not np.array_equal(P.init_policy(jax.random.key(1), cfg.policy).weight, params.weight)
+  # The named constant start: p = mu = 0.5, W = 0 (uniform selection), whatever the key.
+  const = P.init_policy(jax.random.key(0), P.PolicyConfig(init="constant"))
+  np.testing.assert_array_equal(P.constrain(const).magnitude, 0.5)
+  np.testing.assert_array_equal(P.constrain(const).probability, 0.5)
+  np.testing.assert_allclose(P.constrain(const).selection, 1 / 17, rtol=1e-6)
   odd = P.init_policy(jax.random.key(0), {"num_subpolicies": 2, "num_stages": 3, "ops": ["flip"],
                                           "init_probability": 0.2, "init_magnitude": 0.9,
-                                          "learning_rate": 1.0})
+                                          "init": "constant", "learning_rate": 1.0})
   assert odd.weight.shape == (2, 3, 1)
   np.testing.assert_allclose(P.constrain(odd).probability, 0.2, rtol=1e-6)
   np.testing.assert_allclose(P.constrain(odd).magnitude, 0.9, rtol=1e-6)
@@ -94,6 +107,8 @@ def test_config_from_default_py_and_init_values():
     ("bernoulli_temperature", -0.1, ValueError),
     ("init_probability", 1.5, ValueError),
     ("init_magnitude", -0.1, ValueError),
+    ("init", "normal", ValueError),
+    ("parameterization", "tanh", ValueError),
 ])
 def test_config_validation_names_the_field(field, value, error):
   with pytest.raises(error, match=field):
@@ -128,8 +143,8 @@ def test_each_sample_draws_its_own_subpolicy():
   flip = SMALL_OPS.index("flip")
   weight = np.zeros((L, K, len(SMALL_OPS)), np.float32)
   weight[:, :, flip] = 10.0
-  prob = np.full((L, K, len(SMALL_OPS)), -np.inf, np.float32)
-  prob[[0, 2], 0, :] = np.inf
+  prob = np.zeros((L, K, len(SMALL_OPS)), np.float32)
+  prob[[0, 2], 0, :] = 1.0
   params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob))
   x, key = _images(), jax.random.key(11)
   used = _used_subpolicies(key, B, L, K)
@@ -148,8 +163,22 @@ def test_zero_probability_returns_input_unchanged():
   for mode in ("soft", "hard"):
     np.testing.assert_array_equal(P.perturb(params, x, key, mode=mode), x)
   np.testing.assert_array_equal(P.perturb(P.discretize(params), x, key), x)
-  # p = 0 is an infinite logit, and its gradients stay finite.
-  grads = jax.grad(lambda p: jnp.sum(P.perturb(p, x[:2], key) ** 2))(params)
+  # p = 0 and p = 1 sit on the bounds of the projected form: the gradients stay
+  # finite. (Through the relaxed Bernoulli at T_b = 0.1 p's own gradient all but
+  # vanishes there, as in Faster AutoAugment; `constrain` itself passes it, see
+  # test_project_clips_only_the_projected_form_and_a_bound_is_not_sticky.)
+  for p in (0.0, 1.0, 0.2):
+    at = params.replace(probability=jnp.full_like(params.probability, p))
+    grads = jax.grad(lambda q: jnp.sum(P.perturb(q, x[:2], key) ** 2))(at)
+    for leaf in jax.tree.leaves(grads):
+      assert np.isfinite(leaf).all(), p
+    if p == 0.2:
+      assert np.any(np.asarray(grads.probability) != 0)
+  # The sigmoid form stores p = 0 as a -inf logit, also with finite gradients.
+  sig = _small(init_probability=0.0, parameterization="sigmoid")
+  assert np.all(np.isneginf(np.asarray(sig.probability)))
+  np.testing.assert_array_equal(P.perturb(sig, x, key), x)
+  grads = jax.grad(lambda q: jnp.sum(P.perturb(q, x[:2], key) ** 2))(sig)
   for leaf in jax.tree.leaves(grads):
     assert np.isfinite(leaf).all()
 
@@ -161,11 +190,10 @@ def test_probability_one_single_op_equals_the_op(name, magnitude):
   n = len(SMALL_OPS)
   weight = np.zeros((L, K, n), np.float32)
   weight[:, :, idx] = 10.0          # softmax(W / 0.05) is exactly one-hot in float32
-  prob = np.full((L, K, n), np.inf, np.float32)
-  prob[:, 1, :] = -np.inf           # stage 2 never applies
+  prob = np.ones((L, K, n), np.float32)
+  prob[:, 1, :] = 0.0               # stage 2 never applies
   params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob),
-                          magnitude=jnp.full((L, K, n), math.log(magnitude / (1 - magnitude)),
-                                             jnp.float32))
+                          magnitude=jnp.full((L, K, n), magnitude, jnp.float32))
   mu = P.constrain(params).magnitude[0, 0, idx]
   np.testing.assert_allclose(mu, magnitude, rtol=1e-6)
   x, key = _images(), jax.random.key(5)
@@ -222,7 +250,8 @@ def test_same_key_same_output_different_key_different_output():
 
 def test_soft_gradients_all_ops_are_finite_and_reach_used_entries():
   num_sub, batch = 2, 16
-  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=num_sub))
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=num_sub,
+                                                          init="constant"))
   # Nearly uniform selection, so that no softmax weight underflows at T = 0.05.
   params = params.replace(
       weight=0.01 * jax.random.normal(jax.random.key(1), params.weight.shape))
@@ -269,8 +298,8 @@ def test_hard_mode_equals_discretized_policy_all_ops():
   params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=4))
   ks = jax.random.split(jax.random.key(1), 3)
   params = params.replace(weight=jax.random.normal(ks[0], params.weight.shape),
-                          probability=jax.random.normal(ks[1], params.weight.shape) + 1.0,
-                          magnitude=jax.random.normal(ks[2], params.weight.shape))
+                          probability=jax.random.uniform(ks[1], params.weight.shape, minval=0.3),
+                          magnitude=jax.random.uniform(ks[2], params.weight.shape))
   policy = P.discretize(params)
   assert (policy.num_subpolicies, policy.num_stages) == (4, 2)
   values = P.constrain(params)
@@ -415,3 +444,91 @@ def test_params_json_round_trip_is_exact():
     P.params_from_json('{"format": "other"}')
   with pytest.raises(ValueError, match="not policy-params JSON"):
     P.params_from_json('{"format": "eriep_jax.policy_params/v1"}')
+  assert back.parameterization == params.parameterization == "projected"
+
+
+def test_params_json_v1_loads_as_sigmoid_logits():
+  # A policy_params.json written before v2 holds sigmoid logits and no parameterization.
+  logits = [[[0.0, 2.0]]]
+  v1 = json.dumps({"format": "eriep_jax.policy_params/v1", "ops": ["flip", "rotate"],
+                   "selection_temperature": 0.05, "bernoulli_temperature": 0.1,
+                   "magnitude": logits, "probability": [[[-1.0, 0.5]]], "weight": [[[0.0, 1.0]]]})
+  params = P.params_from_json(v1)
+  assert params.parameterization == "sigmoid"
+  np.testing.assert_array_equal(params.magnitude, np.float32(logits))
+  values = P.constrain(params)
+  np.testing.assert_allclose(values.magnitude[0, 0], [0.5, 1 / (1 + np.exp(-2.0))], rtol=1e-6)
+  np.testing.assert_allclose(values.probability[0, 0], 1 / (1 + np.exp([1.0, -0.5])), rtol=1e-6)
+  # Written back, it keeps its form: v2 with parameterization 'sigmoid'.
+  again = P.params_from_json(P.params_to_json(params))
+  assert again.parameterization == "sigmoid"
+  np.testing.assert_array_equal(again.probability, params.probability)
+  with pytest.raises(ValueError, match="parameterization 'tanh' is not one of"):
+    P.params_from_json(v1.replace('"format": "eriep_jax.policy_params/v1"',
+                                  '"format": "eriep_jax.policy_params/v2", '
+                                  '"parameterization": "tanh"'))
+
+
+def _adam_on_mean_p(parameterization, steps=300):
+  """p after `steps` Adam steps (the search's settings) on the loss mean(p), from p = 0.5."""
+  import optax  # pylint: disable=g-import-not-at-top
+  params = _small(parameterization=parameterization)
+  tx = optax.adam(1e-3, b1=0.0, b2=0.999)
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state):
+    grads = jax.grad(lambda q: jnp.mean(P.constrain(q).probability))(params)
+    updates, state = tx.update(grads, state, params)
+    return P.project(optax.apply_updates(params, updates)), state
+
+  for _ in range(steps):
+    params, state = step(params, state)
+  return np.asarray(P.constrain(params).probability)
+
+
+def test_projected_p_moves_from_half_to_0_3_in_300_adam_steps_where_sigmoid_does_not():
+  # Adam moves a stored value by ~lr = 1e-3 per step: 0.5 - 300 * 1e-3 = 0.2.
+  p = _adam_on_mean_p("projected")
+  np.testing.assert_allclose(p, 0.2, atol=2e-3)
+  assert p.max() <= 0.3
+  # The sigmoid form moves the logit by ~1e-3 per step: p = sigmoid(-0.3) = 0.426.
+  p_sig = _adam_on_mean_p("sigmoid")
+  np.testing.assert_allclose(p_sig, 1 / (1 + np.exp(0.3)), atol=2e-3)
+  assert p_sig.min() > 0.4
+
+
+def test_project_clips_only_the_projected_form_and_a_bound_is_not_sticky():
+  params = _small().replace(probability=jnp.full((L, K, 4), 1.3),
+                            magnitude=jnp.full((L, K, 4), -0.2))
+  projected = P.project(params)
+  np.testing.assert_array_equal(projected.probability, 1.0)
+  np.testing.assert_array_equal(projected.magnitude, 0.0)
+  np.testing.assert_array_equal(projected.weight, params.weight)
+  sig = _small(parameterization="sigmoid").replace(probability=jnp.full((L, K, 4), 1.3))
+  np.testing.assert_array_equal(P.project(sig).probability, np.float32(1.3))  # unbounded logits
+  # On the bound p = 0, a loss that wants p larger still gets its gradient (-1 / N), so
+  # gradient descent takes p back into (0, 1), unlike a clamp that passes no gradient.
+  at_zero = _small(init_probability=0.0)
+  g = jax.grad(lambda q: -jnp.mean(P.constrain(q).probability))(at_zero).probability
+  np.testing.assert_allclose(g, -1.0 / g.size, rtol=1e-6)
+
+
+def test_movement_hand_computed():
+  start = _small(init_probability=0.5, init_magnitude=0.5)
+  end = start.replace(probability=start.probability.at[0, 0, 0].set(0.9),
+                      magnitude=start.magnitude.at[1, 1, 2].set(0.3),
+                      weight=start.weight.at[2, 0, 1].set(-0.5))
+  m = P.movement(start, end)
+  n = L * K * 4
+  np.testing.assert_allclose([m["p_max_change"], m["p_mean_change"]], [0.4, 0.4 / n], rtol=1e-6)
+  np.testing.assert_allclose([m["mu_max_change"], m["mu_mean_change"]], [0.2, 0.2 / n],
+                             rtol=1e-6)
+  np.testing.assert_allclose([m["w_max_change"], m["w_mean_change"]], [0.5, 0.5 / n], rtol=1e-6)
+  assert m["selection_max_change"] > 0.2   # W / 0.05 moved one op's weight a lot
+  # A sigmoid policy is compared in values, not logits.
+  sig = _small(parameterization="sigmoid")
+  np.testing.assert_allclose(P.movement(sig, sig.replace(probability=sig.probability + 100.0))[
+      "p_max_change"], 0.5, rtol=1e-6)
+  with pytest.raises(ValueError, match="compare a policy with its own start"):
+    P.movement(start, _small(num_stages=1))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the stage-1 searches of results/cifar10_cpu/search_v2/ one after another, on the real
-# CIFAR-10 archive (configs/cifar10_search.py:folder), and copies each finished search's small
+# CIFAR-10 archive (configs/cifar10_search.py:cpu, the critic at width 0.5), and copies each finished search's small
 # files here (search_log.json, policy files, grid PNG) with the commit it ran on. A search whose
 # folder here already holds policy_params.json is skipped, so the queue can be restarted.
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 HERE=results/cifar10_cpu/search_v2
 ROOT=${1:-/tmp/eriep_search_v2}
-CONFIG=configs/cifar10_search.py:folder
+CONFIG=configs/cifar10_search.py:cpu
 mkdir -p "$ROOT"
 # name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps.
 QUEUE=(
@@ -34,7 +34,7 @@ for entry in "${QUEUE[@]}"; do
   commit=$(git rev-parse HEAD)
   # shellcheck disable=SC2086
   python launch.py --config=$CONFIG --workdir="$wd" --mode=search $args 2>&1 \
-    | grep -v "^[IW][0-9]\{4\} " | tee "$ROOT/${name//\//_}.log"
+    | grep --line-buffered -v "^[IW][0-9]\{4\} " | tee "$ROOT/${name//\//_}.log"
   mkdir -p "$HERE/$name"
   cp "$wd"/{search_log.json,policy_params.json,policy.json,policy_summary.txt,policy_grid.png} \
     "$HERE/$name/"
