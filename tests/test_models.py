@@ -16,7 +16,7 @@ from eriep_jax import models
 from eriep_jax.models import get_model, list_models
 
 ALL = ["cnn12", "cnn16", "cnn4", "cnn8", "convnext_tiny", "resnet101", "resnet18", "resnet50",
-       "vgg16"]
+       "vgg16", "wrn40_2"]
 
 # One tiny representative of each code path: plain CNN, VGG (trailing pool in the head),
 # basic-block ResNet, bottleneck ResNet (ImageNet stem), ConvNeXt.
@@ -119,6 +119,8 @@ def test_name_is_case_insensitive():
     ("cnn8", dict(std=(0.2, 0.0, 0.2)), ValueError, "non-positive"),
     ("cnn8", dict(bn_axis_name=3), TypeError, "bn_axis_name=3"),
     ("resnet18", dict(stem="tiny"), ValueError, "stem='tiny'"),
+    ("cnn8", dict(norm="group"), ValueError, "norm='group' for cnn8 is unknown"),
+    ("wrn40_2", dict(norm="instance"), ValueError, "norm='instance' for wrn40_2 is unknown"),
     ("resnet18", dict(batch_norm=False), ValueError, "batch_norm=False"),
     ("convnext_tiny", dict(drop_path_rate=1.0), ValueError, "drop_path_rate=1.0"),
 ])
@@ -196,6 +198,49 @@ def test_vgg16_parameter_count_by_hand():
   bns = 2 * bn(64) + 2 * bn(128) + 3 * bn(256) + 6 * bn(512)
   variables = abstract_variables(get_model("vgg16", 10))
   assert n_params(variables["params"]) == convs + bns + HEAD_10 == 15_119_690
+
+
+def test_wrn40_2_parameter_count_by_hand():
+  # Faster AutoAugment's critic backbone: 3x3 stem conv to 16, three groups of 6
+  # pre-activation blocks (BN, conv, BN, conv; 1x1 shortcut where the shape changes)
+  # at 32, 64, 128 channels, final BN, Dense(10). No conv biases: 2,243,546 in all.
+  total, cin = 3 * 3 * 3 * 16, 16
+  for c in (32, 64, 128):
+    for _ in range(6):
+      total += bn(cin) + 9 * cin * c + bn(c) + 9 * c * c + (cin * c if cin != c else 0)
+      cin = c
+  total += bn(128) + 128 * 10 + 10
+  variables = abstract_variables(get_model("wrn40_2", 10))
+  assert n_params(variables["params"]) == total == 2_243_546
+  # 36 3x3 convs + the stem + 3 shortcuts.
+  kernels = [a for a in jax.tree_util.tree_leaves(variables["params"]) if a.ndim == 4]
+  assert len(kernels) == 40
+  assert sum(1 for a in kernels if a.shape[:2] == (1, 1)) == 3
+
+
+def test_layer_norm_is_per_example_in_train_mode_and_has_no_batch_stats():
+  # The stage-1 critic's norm: each example's output depends on that example only,
+  # so the per-example gradient penalty stays valid (unlike batch norm in train mode).
+  for name in ("cnn4", "wrn40_2"):
+    model = get_model(name, 10, width=1 / 8, norm="layer")
+    variables = jax.jit(model.init)(jax.random.key(0), images(1))
+    assert set(variables) == {"params"}
+    x = images(4)
+    other = x.at[1:].set(images(3, seed=9))
+    apply = jax.jit(functools.partial(model.apply, train=True))
+    np.testing.assert_allclose(apply(variables, other)[0], apply(variables, x)[0], rtol=1e-5,
+                               atol=1e-6)
+    if name == "cnn4":   # one LayerNorm (per-channel scale and bias) after each of the 4 convs
+      body = variables["params"]["backbone"]
+      assert sorted(k for k in body if k.startswith("LayerNorm")) == [
+          f"LayerNorm_{i}" for i in range(4)]
+      assert body["LayerNorm_3"]["scale"].shape == (64,)
+      # It normalises each example over (H, W, C): its first conv's output scaled by 2
+      # (with the bias scaled too) gives the same logits.
+      scaled = jax.tree_util.tree_map(lambda a: a, variables)
+      scaled["params"]["backbone"]["Conv_0"] = {
+          k: 2.0 * v for k, v in body["Conv_0"].items()}
+      np.testing.assert_allclose(apply(scaled, x), apply(variables, x), rtol=1e-4, atol=1e-5)
 
 
 def test_init_statistics():

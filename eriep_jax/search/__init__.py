@@ -41,14 +41,18 @@ critic step).
 
 from eriep_jax.config_checks import check_search_config
 from eriep_jax.search.critic import backbone_options, build_critic, critic_apply
-from eriep_jax.search.io import (CHECKPOINT_DIR, GRID_PNG, PARAMS_JSON, POLICY_JSON,
+from eriep_jax.search.health import search_health
+from eriep_jax.search.io import (CHECKPOINT_DIR, GRID_PNG, INITIAL_PARAMS_JSON, PARAMS_JSON,
+                                 POLICY_JSON,
                                  SEARCH_LOG, SUMMARY_TXT, is_finished, load_policy,
                                  params_from_policy, save_policy)
 from eriep_jax.search.loop import resolve_policy, run_search
-from eriep_jax.search.step import SearchState, create_search_state, make_search_step, search_step
+from eriep_jax.search.step import (SearchState, control_step, create_search_state,
+                                   make_control_step, make_search_step, search_step)
 
 __all__ = [
     "SearchState", "create_search_state", "make_search_step", "search_step", "run_search",
+    "control_step", "make_control_step", "search_health", "INITIAL_PARAMS_JSON",
     "resolve_policy", "load_policy", "save_policy", "params_from_policy", "is_finished",
     "check_search_config", "build_critic", "critic_apply", "backbone_options",
     "CHECKPOINT_DIR", "GRID_PNG", "PARAMS_JSON", "POLICY_JSON", "SEARCH_LOG", "SUMMARY_TXT",

@@ -1,7 +1,7 @@
 """Stage-1 policy I/O: the files a search writes, and loading a policy from any of them.
 
 A search workdir holds ``policy_checkpoint/`` (orbax), ``policy_params.json``
-(the raw parameters, exact), ``policy.json`` (the discretised Policy),
+(the raw parameters, exact), ``policy_init.json`` (the policy it started from), ``policy.json`` (the discretised Policy),
 ``policy_summary.txt``, ``policy_grid.png`` and ``search_log.json``.
 """
 
@@ -18,13 +18,15 @@ import orbax.checkpoint as ocp
 from eriep_jax import ops as ops_lib
 from eriep_jax import policy as policy_lib
 
-__all__ = ["CHECKPOINT_DIR", "POLICY_JSON", "SUMMARY_TXT", "PARAMS_JSON", "SEARCH_LOG",
+__all__ = ["CHECKPOINT_DIR", "POLICY_JSON", "SUMMARY_TXT", "PARAMS_JSON", "INITIAL_PARAMS_JSON",
+           "SEARCH_LOG",
            "GRID_PNG", "save_policy", "load_policy", "params_from_policy", "is_finished"]
 
 CHECKPOINT_DIR = "policy_checkpoint"
 POLICY_JSON = "policy.json"
 SUMMARY_TXT = "policy_summary.txt"
 PARAMS_JSON = "policy_params.json"
+INITIAL_PARAMS_JSON = "policy_init.json"
 SEARCH_LOG = "search_log.json"
 GRID_PNG = "policy_grid.png"
 

@@ -64,7 +64,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   entropy every ``search.log_every_steps`` steps, with a progress line.
 
   Writes to ``workdir``: ``policy_checkpoint/`` (orbax), ``policy_params.json``
-  (the raw parameters, exact and small enough to commit), ``policy.json``
+  (the raw parameters, exact and small enough to commit), ``policy_init.json``
+  (the same for the policy the search started from), ``policy.json``
   (the discretised :class:`~eriep_jax.policy.Policy`), ``policy_summary.txt``
   (also printed), ``policy_grid.png`` and ``search_log.json`` (the logged
   metrics, the wall time and the search's health: the classifier's held-out
@@ -154,6 +155,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
       {"num_steps": total_steps, "num_examples": examples, "batch_size": s.batch_size,
        "seed": seed, "wall_time_s": wall, "settings": _settings(config), "health": report,
        "log": log}, indent=1), encoding="utf-8")
+  (workdir / io.INITIAL_PARAMS_JSON).write_text(policy_lib.params_to_json(initial_policy),
+                                                encoding="utf-8")
   io.save_policy(params, workdir, images=grid_images, key=key_grid)
   return params
 
