@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Runs the stage-1 searches of results/cifar10_cpu/search_v2/ one after another, on the real
-# CIFAR-10 archive (configs/cifar10_search.py:cpu, the critic at width 0.5), and copies each finished search's small
-# files here (search_log.json, policy files, grid PNG) with the commit it ran on. A search whose
-# folder here already holds policy_params.json is skipped, so the queue can be restarted.
+# CIFAR-10 archive (configs/cifar10_search.py:cpu: the critic at width 0.5), and copies each
+# finished search's small files here (search_log.json, policy files, grid PNG) with the commit
+# and command it ran with. A search whose folder here already holds policy_params.json is
+# skipped, so the queue can be restarted; one search at a time (they share the 2 cores).
 #
-#   bash results/cifar10_cpu/search_v2/run.sh [WORKROOT]      # from the repository root
+#   bash results/cifar10_cpu/search_v2/run.sh [WORKROOT] [CODE]   # from the repository root
 #
+# CODE: a checkout to run (default: this one), e.g. a `git worktree` pinned to one commit, so
+# that every search of the queue runs the same code while this checkout changes.
 # Needs the virtual environment of the README (. .venv/bin/activate) and ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 HERE=results/cifar10_cpu/search_v2
 ROOT=${1:-/tmp/eriep_search_v2}
-CONFIG=configs/cifar10_search.py:cpu
+CODE=$(cd "${2:-.}" && pwd)
+CONFIG=cpu
 mkdir -p "$ROOT"
-# name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps.
+# name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps
+# with the cross-entropy-only control.
 QUEUE=(
   "candidates/cnn8_layer_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=-1"
   "candidates/cnn8_layer_cw1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=1.0"
@@ -22,6 +27,7 @@ QUEUE=(
   "candidates/wrn40_2_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.backbone=wrn40_2 --config.search.norm=batch --config.search.classifier_weight=-1"
   "default|"
 )
+while pgrep -f "launch.py --config=.*cifar10_search" > /dev/null; do sleep 20; done
 for entry in "${QUEUE[@]}"; do
   name=${entry%%|*}
   args=${entry#*|}
@@ -31,12 +37,16 @@ for entry in "${QUEUE[@]}"; do
   echo "== $name: $args"
   wd="$ROOT/$name"
   rm -rf "$wd"
-  commit=$(git rev-parse HEAD)
+  commit=$(git -C "$CODE" rev-parse HEAD)
   # shellcheck disable=SC2086
-  python launch.py --config=$CONFIG --workdir="$wd" --mode=search $args 2>&1 \
-    | grep --line-buffered -v "^[IW][0-9]\{4\} " | tee "$ROOT/${name//\//_}.log"
+  python -u "$CODE/launch.py" --config="$CODE/configs/cifar10_search.py:$CONFIG" --workdir="$wd" \
+    --mode=search $args 2>&1 | grep --line-buffered -v "^[IW][0-9]\{4\} " \
+    | tee "$ROOT/${name//\//_}.log"
   mkdir -p "$HERE/$name"
-  cp "$wd"/{search_log.json,policy_params.json,policy.json,policy_summary.txt,policy_grid.png} \
-    "$HERE/$name/"
-  printf '%s\n%s\n' "$commit" "$CONFIG $args" > "$HERE/$name/command.txt"
+  for f in search_log.json policy_params.json policy_init.json policy.json policy_summary.txt \
+      policy_grid.png; do
+    [[ -f "$wd/$f" ]] && cp "$wd/$f" "$HERE/$name/"
+  done
+  printf 'commit %s\npython launch.py --config=configs/cifar10_search.py:%s --mode=search %s\n' \
+    "$commit" "$CONFIG" "$args" > "$HERE/$name/command.txt"
 done
