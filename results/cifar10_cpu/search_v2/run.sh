@@ -18,14 +18,15 @@ CODE=$(cd "${2:-.}" && pwd)
 CONFIG=cpu
 mkdir -p "$ROOT"
 # name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps
-# with the cross-entropy-only control.
+# with the cross-entropy-only control. The default ran as soon as the two classifier weights
+# of the layer-norm critic had been measured, before the other critics.
 QUEUE=(
   "candidates/cnn8_layer_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=-1"
   "candidates/cnn8_layer_cw1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=1.0"
+  "default|"
   "candidates/cnn8_none_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=none --config.search.classifier_weight=-1"
   "candidates/cnn8_batch_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=batch --config.search.classifier_weight=-1"
   "candidates/wrn40_2_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.backbone=wrn40_2 --config.search.norm=batch --config.search.classifier_weight=-1"
-  "default|"
 )
 while pgrep -f "launch.py --config=.*cifar10_search" > /dev/null; do sleep 20; done
 for entry in "${QUEUE[@]}"; do
