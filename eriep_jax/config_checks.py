@@ -73,8 +73,13 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
     raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
                      f"{source!r}.")
   if config.method == "augment" and config.policy.source == "init":
-    logging.warning("method='augment' with policy.source='init': the hard policy applies "
-                    "each stage's first op (all W are 0), %s.", config.policy.ops[0])
+    if config.policy.get("init", "uniform") == "constant":
+      logging.warning("method='augment' with policy.source='init' and policy.init='constant': "
+                      "the hard policy applies each stage's first op (all W are 0), %s.",
+                      config.policy.ops[0])
+    else:
+      logging.warning("method='augment' with policy.source='init': the hard policy is the "
+                      "untrained, uniformly drawn initial policy.")
 
 
 def _positive(name: str, value: Any, example: str) -> None:

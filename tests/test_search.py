@@ -47,6 +47,23 @@ def test_gradient_penalty_uses_whole_gradient_norm_not_per_pixel():
   np.testing.assert_allclose(gp, (np.sqrt(2.0) - 1.0) ** 2, rtol=1e-6)
 
 
+def test_gradient_penalty_pixel_norm_is_faster_autoaugments():
+  # Faster AutoAugment's penalty: each pixel's channel-gradient norm in its [-1, 1] units
+  # (half the [0, 1] gradient), (norm - 1)^2 averaged over pixels. Pixel (0, 0) has a
+  # [0, 1] gradient of norm 1 (0.5 in dda's units), pixel (1, 0) norm 2 (1 in dda's
+  # units): penalty ((0.5 - 1)^2 + 0) / 2 = 0.125. The per-sample norm is sqrt(5).
+  w = jnp.array([[[0.6, 0.8, 0.0]], [[0.0, 0.0, 2.0]]])  # (H=2, W=1, C=3)
+  x = jnp.zeros((4, 2, 1, 3))
+  key = jax.random.key(0)
+  np.testing.assert_allclose(
+      losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key, norm="pixel"), 0.125,
+      rtol=1e-6)
+  np.testing.assert_allclose(losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key),
+                             (np.sqrt(5.0) - 1.0) ** 2, rtol=1e-6)
+  with pytest.raises(ValueError, match="norm must be one of"):
+    losses.gradient_penalty(_linear_critic(w), x, x, key, norm="channel")
+
+
 def test_gradient_penalty_at_interpolates_of_quadratic_critic():
   # D(x) = ||x||^2 / 2 has gradient x, so GP = mean_i (||x_i|| - 1)^2 at the
   # interpolates x_i = u_i real_i + (1 - u_i) fake_i, u_i ~ U(0, 1) per example.
@@ -110,6 +127,11 @@ def _config():
     ("eps", -0.1, r"config.search.eps must be >= 0, got -0.1"),
     ("lambda_gp", -10.0, r"config.search.lambda_gp must be >= 0, got -10.0"),
     ("batch_size", 30, r"batch_size 30 must be a positive multiple of 2 x 2 devices"),
+    ("norm", "group", r"config.search.norm='group' is unknown"),
+    ("gp_norm", "channel", r"config.search.gp_norm='channel' is unknown"),
+    ("classifier_weight", -0.5, r"classifier_weight=-0.5 must be a number >= 0, or -1"),
+    ("num_heldout", -3, r"num_heldout=-3 must be an int >= 0"),
+    ("heldout_split", "validation", r"heldout_split='validation' is unknown"),
 ])
 def test_search_config_errors(field, value, match):
   c = _config()
@@ -190,6 +212,8 @@ def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_contro
   # these images, tracks flip).
   c = _config()
   c.policy.ops = ("flip", "invert", "equalize")
+  c.policy.init = "constant"   # W = 0: every op starts at weight 1/3
+  c.search.norm = "none"
   state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 2)
   tx = optax.adam(c.search.learning_rate, b1=c.search.b1, b2=c.search.b2)
 
@@ -280,3 +304,135 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   x_hard = policy_lib.perturb(restored, images, jax.random.key(5), mode="hard")
   np.testing.assert_allclose(x_json, x_hard, atol=1e-6)
   assert (out / "policy_summary.txt").read_text().strip() == discrete.summary().strip()
+
+
+# --- The critic step's terms, the control step and the health report. ---
+
+
+def _tiny_step_setup(classifier_weight):
+  c = _config()
+  c.search.classifier_weight = classifier_weight
+  state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 3)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.uniform(0, 1, (8, 8, 8, 3)), jnp.float32),
+           "label": jnp.asarray([0, 1, 2, 0, 2, 2, 1, 0], jnp.int32)}
+  return c, state, critic, batch
+
+
+def test_critic_step_weights_the_real_halfs_cross_entropy_by_classifier_weight():
+  for weight in (0.1, 1.0):
+    c, state, critic, batch = _tiny_step_setup(weight)
+    tx = optax.adam(1e-3, b1=0.0, b2=0.999)
+    _, m = jax.jit(lambda st, b: search.search_step(
+        st, b, jax.random.key(1), critic_module=critic, critic_tx=tx, policy_tx=tx,
+        eps=c.search.eps, lambda_gp=c.search.lambda_gp,
+        classifier_weight=search.step.classifier_weight(c), axis_name=None))(state, batch)
+    np.testing.assert_allclose(
+        m["critic_loss"], -m["wasserstein"] + c.search.lambda_gp * m["gp"] + weight * m["ce_real"],
+        rtol=1e-5, atol=1e-6)
+    # ce_real and acc_real are f on the real half B' (the last 4) with its own labels,
+    # before the critic's update.
+    logits, _, _ = search.critic_apply(critic, state.critic, batch["image"][4:], train=True)
+    np.testing.assert_allclose(m["ce_real"], losses.cross_entropy(logits, batch["label"][4:])
+                               .mean(), rtol=1e-5)
+    np.testing.assert_allclose(m["acc_real"], np.mean(np.argmax(logits, -1) ==
+                                                      np.asarray(batch["label"][4:])))
+  # -1 means eps, Faster AutoAugment's weight.
+  c.search.classifier_weight = -1.0
+  assert search.step.classifier_weight(c) == c.search.eps == 0.1
+
+
+def test_control_step_is_gradient_descent_on_the_real_halfs_cross_entropy():
+  _, state, critic, batch = _tiny_step_setup(1.0)
+  lr = 0.1
+  new, m = search.control_step(state, batch, critic_module=critic, critic_tx=optax.sgd(lr),
+                               axis_name=None)
+
+  def ce(params):
+    logits, _, _ = search.critic_apply(critic, {"params": params}, batch["image"][4:],
+                                       train=True)
+    return losses.cross_entropy(logits, batch["label"][4:]).mean()
+
+  value, grads = jax.value_and_grad(ce)(state.critic["params"])
+  np.testing.assert_allclose(m["ce_real"], value, rtol=1e-6)
+  expected = jax.tree.map(lambda p, g: p - lr * g, state.critic["params"], grads)
+  for a, b in zip(jax.tree.leaves(new.critic["params"]), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # The critic head gets no gradient (it is not in the control's loss); the policy is untouched.
+  np.testing.assert_array_equal(new.critic["params"]["critic_out"]["kernel"],
+                                state.critic["params"]["critic_out"]["kernel"])
+  np.testing.assert_array_equal(new.policy.weight, state.policy.weight)
+
+
+def test_search_health_warns_on_a_chance_classifier_and_an_unmoved_policy():
+  start = policy_lib.init_policy(jax.random.key(0), _config().policy)
+  log = [{"step": 10, "gp": 2.0, "wasserstein": 0.3, "ce_real": 2.3},
+         {"step": 20, "gp": 0.5, "wasserstein": 0.1, "ce_real": 2.2}]
+  bad = search.search_health(log, start, start.replace(probability=start.probability + 0.01),
+                             num_classes=10, heldout_accuracy=0.12, heldout_examples=1000,
+                             control={"heldout_accuracy": 0.42})
+  assert len(bad["warnings"]) == 2
+  assert "12.0% held-out accuracy, within 5 points of chance (10.0%)" in bad["warnings"][0]
+  assert "no p or mu moved by more than 0.05" in bad["warnings"][1]
+  np.testing.assert_allclose(bad["gap_closed"], (0.12 - 0.1) / (0.42 - 0.1))
+  assert (bad["max_gp"], bad["final_wasserstein"]) == (2.0, 0.1)
+  np.testing.assert_allclose(bad["final_ce_real"], 2.25)   # both entries are in the last 20 steps
+  moved = start.replace(magnitude=jnp.clip(start.magnitude + 0.3, 0, 1))
+  good = search.search_health(log, start, moved, num_classes=10, heldout_accuracy=0.16)
+  assert good["warnings"] == []
+  # The edges: exactly 5 points above chance is no longer "at chance"; a move of exactly
+  # 0.05 still counts as not moved.
+  edge = search.search_health(log, start, start.replace(probability=start.probability + 0.05),
+                              num_classes=10, heldout_accuracy=0.15)
+  assert len(edge["warnings"]) == 1 and "no p or mu" in edge["warnings"][0]
+
+
+# --- The search learns: the built-in digits with the default search settings. ---
+
+
+def _digits_search_config(steps=200, seed=0):
+  c = default_config.get_config()   # the default search: layer-norm critic, f's weight 1.0
+  c.data.source = "demo"
+  c.data.name = "digits"
+  c.data.shuffle_buffer = 1437
+  c.data.image_size = 16
+  c.policy.ops = ("invert", "brightness", "contrast", "rotate")
+  c.policy.num_subpolicies = 4
+  c.search.backbone = "cnn4"
+  c.search.width = 0.25
+  c.search.critic_hidden = 32
+  c.search.batch_size = 64
+  c.search.num_examples = 1000
+  c.search.num_steps = steps
+  c.search.log_every_steps = 1
+  c.search.seed = seed
+  c.search.heldout_split = "test"
+  c.search.num_heldout = 360
+  c.progress = False
+  return c
+
+
+def test_default_search_classifier_learns_critic_stays_bounded_and_invert_falls(tmp_path):
+  c = _digits_search_config()
+  params = search.run_search(c, tmp_path)
+  record = json.loads((tmp_path / search.SEARCH_LOG).read_text())
+  log, health = record["log"], record["health"]
+  assert len(log) == c.search.num_steps
+  for entry in log:
+    assert all(np.isfinite(v) for v in entry.values()), entry
+  assert max(e["gp"] for e in log) <= 10.0
+  # Calibrated on seeds 0-2: the last 20 steps' mean ce_real 0.33-0.49 (chance: ln 10 =
+  # 2.30) and 91-94% held-out accuracy. The code before this test (no critic norm, f's
+  # weight 0.1, sigmoid p and mu from 0.5) gave 1.20 on seed 0 and failed here.
+  assert np.mean([e["ce_real"] for e in log[-20:]]) <= 1.0
+  assert health["heldout_examples"] == 360                    # the whole digits test split
+  assert health["heldout_accuracy"] >= 0.75
+  assert health["warnings"] == []   # f left chance, and some p or mu moved by > 0.05
+  # Inverted digits are easy for the critic to tell apart: the search lowers invert's
+  # probability or its selection weight, averaged over sub-policies and stages.
+  start = policy_lib.params_from_json((tmp_path / search.INITIAL_PARAMS_JSON).read_text())
+  a, b = policy_lib.constrain(start), policy_lib.constrain(params)
+  i = c.policy.ops.index("invert")
+  dp = float(np.mean(b.probability[..., i] - a.probability[..., i]))
+  dw = float(np.mean(b.selection[..., i] - a.selection[..., i]))
+  assert dp < 0 or dw < 0, (dp, dw)

@@ -76,7 +76,8 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
                    "mu_std": float(mu.std())}
   out["entropy"] = [float(h) for h in np.asarray(policy_lib.selection_entropy(final))]
   warnings = []
-  if heldout_accuracy is not None and heldout_accuracy < chance + CHANCE_MARGIN:
+  # Compared after rounding, so that "5 points above chance" is not decided by float error.
+  if heldout_accuracy is not None and round(heldout_accuracy - chance, 6) < CHANCE_MARGIN:
     warnings.append(
         f"the search's classifier ended at {100 * heldout_accuracy:.1f}% held-out accuracy, "
         f"within {100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%): the policy "
@@ -85,7 +86,7 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
         "(search.classifier_weight=1.0), normalise the critic (search.norm='layer') and "
         "check that the largest gradient penalty stays small.")
   move = out["movement"]
-  if max(move["p_max_change"], move["mu_max_change"]) <= MIN_MOVE:
+  if round(max(move["p_max_change"], move["mu_max_change"]), 6) <= MIN_MOVE:
     warnings.append(
         f"no p or mu moved by more than {MIN_MOVE} (largest changes: p "
         f"{move['p_max_change']:.3f}, mu {move['mu_max_change']:.3f}): the searched policy is "

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs the stage-1 searches of results/cifar10_cpu/search_v2/ one after another, on the real
-# CIFAR-10 archive (configs/cifar10_search.py:cpu: the critic at width 0.5), and copies each
-# finished search's small files here (search_log.json, policy files, grid PNG) with the commit
-# and command it ran with. A search whose folder here already holds policy_params.json is
-# skipped, so the queue can be restarted; one search at a time (they share the 2 cores).
+# Runs the stage-1 searches listed in results/cifar10_cpu/search_v2/queue.txt one after
+# another, on the real CIFAR-10 archive (configs/cifar10_search.py:cpu: the critic at width
+# 0.5), and copies each finished search's small files here (search_log.json, policy files,
+# grid PNG) with the commit and command it ran with. queue.txt is read again after every
+# search, and an entry whose folder here already holds policy_params.json is skipped, so the
+# queue can be edited while it runs and restarted after a stop. One search at a time (they
+# share the 2 cores).
 #
 #   bash results/cifar10_cpu/search_v2/run.sh [WORKROOT] [CODE]   # from the repository root
 #
 # CODE: a checkout to run (default: this one), e.g. a `git worktree` pinned to one commit, so
-# that every search of the queue runs the same code while this checkout changes.
+# that a search runs the same code while this checkout changes.
 # Needs the virtual environment of the README (. .venv/bin/activate) and ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -17,24 +19,16 @@ ROOT=${1:-/tmp/eriep_search_v2}
 CODE=$(cd "${2:-.}" && pwd)
 CONFIG=cpu
 mkdir -p "$ROOT"
-# name | overrides. Candidates: 200 steps of the default search; the default itself: 620 steps
-# with the cross-entropy-only control. The default ran as soon as the two classifier weights
-# of the layer-norm critic had been measured, before the other critics.
-QUEUE=(
-  "candidates/cnn8_layer_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=-1"
-  "candidates/cnn8_layer_cw1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=layer --config.search.classifier_weight=1.0"
-  "default|"
-  "candidates/cnn8_none_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=none --config.search.classifier_weight=-1"
-  "candidates/cnn8_batch_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.norm=batch --config.search.classifier_weight=-1"
-  "candidates/wrn40_2_cw0.1|--config.search.num_steps=200 --config.search.control=False --config.search.backbone=wrn40_2 --config.search.norm=batch --config.search.classifier_weight=-1"
-)
 while pgrep -f "launch.py --config=.*cifar10_search" > /dev/null; do sleep 20; done
-for entry in "${QUEUE[@]}"; do
-  name=${entry%%|*}
-  args=${entry#*|}
-  if [[ -f "$HERE/$name/policy_params.json" ]]; then
-    echo "== $name: finished, skipped"; continue
-  fi
+next() {   # the first unfinished "name | overrides" line of queue.txt
+  grep -v '^\s*\(#\|$\)' "$HERE/queue.txt" | while IFS= read -r line; do
+    name=$(echo "${line%%|*}" | xargs)
+    [[ -f "$HERE/$name/policy_params.json" ]] || { echo "$line"; break; }
+  done
+}
+while entry=$(next) && [[ -n "$entry" ]]; do
+  name=$(echo "${entry%%|*}" | xargs)
+  args=$(echo "${entry#*|}" | xargs)
   echo "== $name: $args"
   wd="$ROOT/$name"
   rm -rf "$wd"
