@@ -1,8 +1,12 @@
-"""Stage-1 search step throughput and the projected CIFAR-10 search time; no assertions.
+"""Stage-1 search step throughput of each critic and the projected CIFAR-10 search time.
 
-    python -m bench.search                         # the default CIFAR-10 search config
-    python -m bench.search --steps 5 --width 0.25  # a narrower critic
+    python -m bench.search                          # every critic, at the default width 1.0
+    python -m bench.search --width 0.5              # the CPU study's width
+    python -m bench.search --critics cnn8:batch --steps 5
     python -m bench.search --ops flip,invert,rotate --subpolicies 2
+
+No assertions. ``--critics`` lists backbone:norm pairs (default: cnn8 with none,
+layer, group and batch norm, and Faster AutoAugment's wrn40_2 with batch norm).
 
 Builds the search state and the pmapped search step of
 ``configs/cifar10_search.py`` (cnn8 critic, L = 10 sub-policies of K = 2 stages
@@ -33,16 +37,28 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
   parser.add_argument("--batch_size", type=int, default=128, help="global search batch")
   parser.add_argument("--width", type=float, default=1.0, help="critic backbone width")
-  parser.add_argument("--backbone", default="cnn8")
+  parser.add_argument("--critics", default="cnn8:none,cnn8:layer,cnn8:group,cnn8:batch,"
+                      "wrn40_2:batch", help="comma-separated backbone:norm pairs")
   parser.add_argument("--ops", default="", help="comma-separated op subset (default: all 17)")
   parser.add_argument("--subpolicies", type=int, default=10)
   parser.add_argument("--image_size", type=int, default=32)
   args = parser.parse_args()
+  rows = []
+  for critic in args.critics.split(","):
+    backbone, norm = critic.split(":")
+    rows.append((critic, bench_one(args, backbone, norm)))
+  print("\nsummary (median step, images/s, projected 620-step search):")
+  for critic, (sec, ips, hours) in rows:
+    print(f"  {critic:14s} {sec * 1e3:7.0f} ms  {ips:7.1f} img/s  {hours * 60:6.1f} min")
 
+
+def bench_one(args, backbone: str, norm: str) -> tuple[float, float, float]:
+  """Times one critic; prints its figures and returns (seconds per step, img/s, hours)."""
   config = search_config.get_config()
   config.search.batch_size = args.batch_size
   config.search.width = args.width
-  config.search.backbone = args.backbone
+  config.search.backbone = backbone
+  config.search.norm = norm
   config.policy.num_subpolicies = args.subpolicies
   if args.ops:
     config.policy.ops = tuple(args.ops.split(","))
@@ -75,7 +91,7 @@ def main() -> None:
   projected_h = total_steps * 128 / ips / 3600
 
   print(f"device: {jax.devices()[0].platform} x {devices} ({jax.devices()[0].device_kind})")
-  print(f"critic: {args.backbone} width {args.width}, policy: L={config.policy.num_subpolicies} "
+  print(f"critic: {backbone} ({norm} norm) width {args.width}, policy: L={config.policy.num_subpolicies} "
         f"K={config.policy.num_stages} N={len(config.policy.ops)} ops, batch {args.batch_size} "
         f"({args.batch_size // 2} A + {args.batch_size // 2} B'), images {shape}")
   print(f"first step (compile + run): {compile_s:.1f} s")
@@ -89,6 +105,7 @@ def main() -> None:
   # these values are a finiteness check, not a measure of search quality.
   print("finite metrics after the last step:",
         all(np.isfinite(float(v[0])) for v in metrics.values()))
+  return sec, ips, projected_h
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 import eriep_jax
 from eriep_jax import experiment
 from eriep_jax import policy as policy_lib
+from eriep_jax import rng
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
 
@@ -77,7 +78,8 @@ def test_alpha_zero_trains_the_same_n_as_standard():
       jax.tree.leaves(outs["standard1"].state.params)))
   assert diff > 1e-3
   # The real EPM ran and moved: eriep's policy changed, standard's did not.
-  p0 = policy_lib.init_policy(jax.random.key(0), _config().policy)
+  # The loop's start for seed 0 (init='uniform' draws it from this key).
+  p0 = policy_lib.init_policy(rng.purpose_key(jax.random.key(0), "policy"), _config().policy)
   moved = float(np.max(np.abs(outs["eriep0"].state.policy_params.magnitude - p0.magnitude)))
   assert moved == 0.0   # alpha = 0: the gap term, the EPM's only gradient, is off
   assert float(np.max(np.abs(outs["standard"].state.policy_params.weight - p0.weight))) == 0.0

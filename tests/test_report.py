@@ -127,3 +127,31 @@ def test_packaged_paper_numbers_equal_shared():
   shared = json.loads((SHARED / "paper" / "paper_results.json").read_text())
   assert report.paper_results() == shared
   assert os.path.basename(report.__file__) == "report.py"
+
+
+def test_report_shows_the_searchs_health_beside_the_verdicts(tmp_path):
+  root = _sweep(tmp_path)
+  (root / "search").mkdir()
+  log = [{"step": 20, "gp": 3.5, "wasserstein": 0.2, "ce_real": 2.31},
+         {"step": 40, "gp": 0.5, "wasserstein": 0.1, "ce_real": 2.29}]
+  # A search from before the health report: only its log.
+  (root / "search" / "search_log.json").write_text(json.dumps({"log": log}))
+  md = report.write_report(str(root))["markdown"]
+  assert ("Stage 1: this search predates the health report (no held-out check); its "
+          "classifier's last logged CE on real images was 2.29") in md
+  assert "largest gradient penalty 3.5" in md
+  # A search with its health: held-out accuracy beside the control, movement, warnings.
+  health = {"chance": 0.1, "heldout_accuracy": 0.123, "heldout_examples": 1000,
+            "control": {"heldout_accuracy": 0.47},
+            "movement": {"p_max_change": 0.5, "p_mean_change": 0.1, "mu_max_change": 0.25,
+                         "mu_mean_change": 0.05},
+            "warnings": ["the search's classifier ended at 12.3% ..."]}
+  (root / "search" / "search_log.json").write_text(json.dumps({"log": log, "health": health}))
+  out = report.write_report(str(root))
+  md = out["markdown"]
+  verdict_section = md[md.index("## Verdicts against the paper"):]
+  assert ("Stage 1: the search's classifier reached 12.3% on 1000 held-out images (chance "
+          "10.0%, cross-entropy-only control 47.0%); p moved by up to 0.50 (mean 0.100), mu by "
+          "up to 0.25 (mean 0.050).") in verdict_section
+  assert "Stage-1 warning: the search's classifier ended at 12.3%" in verdict_section
+  assert out["search"]["heldout_accuracy"] == 0.123

@@ -51,7 +51,8 @@ import numpy as np
 from eriep_jax.evaluate import corruptions
 
 __all__ = ["paper_results", "collect", "t_quantile", "mean_std", "paired_difference",
-           "verdict", "summarize", "write_report", "run_metrics", "PAPER_COLUMNS", "METRICS"]
+           "verdict", "summarize", "write_report", "run_metrics", "search_summary",
+           "PAPER_COLUMNS", "METRICS"]
 
 # Our column -> the paper's (Table 3 row names; Fig. 2's approximate noise values).
 PAPER_COLUMNS = {"clean": ("table3_cifar10", "none"), "perturb1": ("table3_cifar10", "perturb1"),
@@ -307,7 +308,51 @@ def _protocol(results: list[dict[str, Any]]) -> str:
           f"{p.get('train_augment', '?')}, on {r.get('dataset')} ({r['num_examples']} test images)")
 
 
-def _markdown(summary, verdicts, results, main_model) -> str:
+def search_summary(workdir: str) -> dict[str, Any] | None:
+  """What ``<workdir>/search/search_log.json`` says about whether stage 1 learned, or None.
+
+  A search written since the health report (``eriep_jax.search.health``)
+  carries its figures; an older one gets the figures its log allows (final
+  cross-entropy of f on B', largest gradient penalty) and a note that it had
+  no held-out check.
+  """
+  path = os.path.join(workdir, "search", "search_log.json")
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  if "health" in record:
+    return dict(record["health"], has_health=True)
+  log = record.get("log", [])
+  if not log:
+    return None
+  return {"has_health": False, "final_ce_real": float(log[-1]["ce_real"]),
+          "max_gp": float(max(e["gp"] for e in log)),
+          "final_wasserstein": float(log[-1]["wasserstein"]), "warnings": []}
+
+
+def _search_lines(search: dict[str, Any] | None) -> list[str]:
+  if search is None:
+    return []
+  pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+  if not search["has_health"]:
+    return [f"- Stage 1: this search predates the health report (no held-out check); its "
+            f"classifier's last logged CE on real images was {search['final_ce_real']:.2f} "
+            f"(chance with 10 classes: 2.30) and its largest gradient penalty "
+            f"{search['max_gp']:.3g}. Read the verdicts as verdicts on that policy."]
+  line = (f"- Stage 1: the search's classifier reached {pct(search['heldout_accuracy'])} on "
+          f"{search['heldout_examples']} held-out images (chance {pct(search['chance'])}")
+  if "control" in search:
+    line += f", cross-entropy-only control {pct(search['control'].get('heldout_accuracy'))}"
+  m = search["movement"]
+  line += (f"); p moved by up to {m['p_max_change']:.2f} (mean {m['p_mean_change']:.3f}), mu by "
+           f"up to {m['mu_max_change']:.2f} (mean {m['mu_mean_change']:.3f}).")
+  lines = [line]
+  lines += [f"- Stage-1 warning: {w}" for w in search.get("warnings", [])]
+  return lines
+
+
+def _markdown(summary, verdicts, results, main_model, search=None) -> str:
   lines = ["# eriep_jax report", ""]
   lines.append(f"Protocol: {_protocol([r for r in results if r['model'] == main_model])}. "
                "The paper: width 1, 50 epochs (Table 3), mean of 3 runs. Accuracies in %; "
@@ -342,6 +387,7 @@ def _markdown(summary, verdicts, results, main_model) -> str:
   if metric_lines:
     lines += metric_lines
   lines += ["## Verdicts against the paper", ""]
+  lines += _search_lines(search)
   if verdicts:
     lines += [f"- {v['line']}" for v in verdicts]
   else:
@@ -528,7 +574,8 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
     if os.path.isfile(grid):
       shutil.copyfile(grid, os.path.join(out_dir, f"{name}_grid.png"))
       files[name] = f"{name}_grid.png"
-  markdown = _markdown(summary, verdicts, results, main)
+  search = search_summary(workdir)
+  markdown = _markdown(summary, verdicts, results, main, search)
   if files:
     markdown += "\n## Figures\n\n" + "\n".join(f"![{k}]({v})" for k, v in files.items()) + "\n"
   changes = _policy_changes(results)
@@ -542,6 +589,7 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
                      for c in changes) + "\n")
   report = {"workdir": os.path.abspath(workdir), "main_model": main, "summary": summary,
             "verdicts": verdicts, "policy_changes": changes, "files": files,
+            "search": search,
             "runs": [{k: r.get(k) for k in ("run", "model", "variant", "seed", "step",
                                             "train_wall_time_s", "git_commit")}
                      for r in results]}
