@@ -53,6 +53,7 @@ def fasteraa(c) -> None:
   c.search.norm = "batch"
   c.search.critic_hidden = 128   # dda: Linear(128, 128)-ReLU-Linear(128, 1) on WRN-40-2's 128 features
   c.search.classifier_weight = -1.0  # = eps
+  c.search.b2 = 0.999
   c.search.gp_norm = "pixel"
   c.policy.init = "uniform"
   c.policy.parameterization = "projected"
@@ -73,7 +74,7 @@ def get_config(arg: str | None = None):
   c.search.lambda_gp = 10.0
   c.search.learning_rate = 1e-3
   c.search.b1 = 0.0
-  c.search.b2 = 0.999
+  c.search.b2 = 0.9
   c.search.num_epochs = 20
   c.search.num_examples = 4000
   c.search.batch_size = 128

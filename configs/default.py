@@ -110,7 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.search.lambda_gp = 10.0
   c.search.learning_rate = 1e-3
   c.search.b1 = 0.0
-  c.search.b2 = 0.999
+  c.search.b2 = 0.9               # WGAN-GP's; 0.999 (Faster AA) let a penalty spike wreck f (search_v2)
   c.search.num_epochs = 20
   c.search.num_examples = 4000
   c.search.batch_size = 128       # split in halves: A and B'
