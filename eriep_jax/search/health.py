@@ -35,7 +35,8 @@ MIN_MOVE = 0.05
 def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, *,
                   num_classes: int, heldout_accuracy: Optional[float],
                   heldout_examples: int = 0,
-                  control: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                  control: Optional[Mapping[str, Any]] = None,
+                  heldout_accuracy_real_stats: Optional[float] = None) -> dict[str, Any]:
   """The end-of-search figures and warnings (see the module docstring).
 
   Args:
@@ -46,6 +47,9 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
     heldout_accuracy: f's accuracy on held-out real images, or None.
     heldout_examples: how many images that accuracy is over.
     control: the control's results (``heldout_accuracy``, ...), or None.
+    heldout_accuracy_real_stats: under a batch-norm critic, the same accuracy
+      with the statistics re-estimated on real training images (see
+      :func:`eriep_jax.search.loop.real_batch_stats`), or None.
 
   Returns:
     A JSON-ready dict: the figures, ``gap_closed`` (the fraction of the gap
@@ -60,6 +64,11 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
   control_acc = None if control is None else control.get("heldout_accuracy")
   if heldout_accuracy is not None and control_acc is not None and control_acc > chance:
     out["gap_closed"] = (heldout_accuracy - chance) / (control_acc - chance)
+  if heldout_accuracy_real_stats is not None:
+    out["heldout_accuracy_real_stats"] = heldout_accuracy_real_stats
+    if control_acc is not None and control_acc > chance:
+      out["gap_closed_real_stats"] = ((heldout_accuracy_real_stats - chance) /
+                                      (control_acc - chance))
   if log:
     last_step = log[-1]["step"]
     tail = [e for e in log if e["step"] > last_step - 20] or [log[-1]]
@@ -105,6 +114,11 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     lines[-1] += f", cross-entropy-only control {pct(report['control'].get('heldout_accuracy'))}"
   if "gap_closed" in report:
     lines[-1] += f", {100 * report['gap_closed']:.0f}% of the gap to the control closed"
+  if report.get("heldout_accuracy_real_stats") is not None:
+    lines.append(f"  with batch-norm statistics from real images only: "
+                 f"{pct(report['heldout_accuracy_real_stats'])}")
+    if "gap_closed_real_stats" in report:
+      lines[-1] += f", {100 * report['gap_closed_real_stats']:.0f}% of the gap closed"
   if "max_gp" in report:
     lines.append(f"  largest gradient penalty {report['max_gp']:.3g}, final Wasserstein "
                  f"estimate {report['final_wasserstein']:+.4f}, final CE_real "

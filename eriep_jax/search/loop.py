@@ -5,11 +5,13 @@
 ``'random'`` or a path.
 """
 
+import collections
+import functools
 import json
 import os
 import pathlib
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
 import jax
@@ -18,6 +20,7 @@ import numpy as np
 
 from eriep_jax import config_checks
 from eriep_jax import data as data_lib
+from eriep_jax.models import _common as model_common
 from eriep_jax import parallel
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
@@ -114,10 +117,15 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   start = last = time.perf_counter()
   last_step = 0
   log = []
+  # The last real training batches, for f's accuracy under real-image statistics.
+  recent = collections.deque(maxlen=RECALIBRATION_BATCHES)
   for step in range(1, total_steps + 1):
     batch = next(batches)
     if grid_images is None:
       grid_images = np.asarray(jax.device_get(batch["image"]))[0][:8]
+    if heldout is not None:
+      images = np.asarray(jax.device_get(batch["image"]))
+      recent.append(images.reshape((-1,) + images.shape[2:]))
     state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]},
                              key_steps)
     if step % log_every == 0 or step == total_steps:
@@ -125,6 +133,10 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
       now = time.perf_counter()
       rate = (step - last_step) * s.batch_size / max(now - last, 1e-9)
       metrics["images_per_sec"] = rate
+      if heldout is not None and s.get("heldout_curve", True):
+        metrics.update(_heldout_metrics(critic_module, parallel.unreplicate(state.critic),
+                                        heldout, list(recent)))
+        now = time.perf_counter()
       writer.write_scalars(step, metrics)
       log.append(dict(step=step, **metrics))
       if config.get("progress", True):
@@ -135,15 +147,19 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   logging.info("stage-1 search done in %.1f s", wall)
   params = parallel.unreplicate(state.policy)
 
-  accuracy = None if heldout is None else classifier_accuracy(
-      critic_module, parallel.unreplicate(state.critic), heldout)
+  accuracy = accuracy_real_stats = None
+  if heldout is not None:
+    final = _heldout_metrics(critic_module, parallel.unreplicate(state.critic), heldout,
+                             list(recent))
+    accuracy = final["heldout_acc"]
+    accuracy_real_stats = final.get("heldout_acc_real_stats")
   control = None
   if s.get("control", False):
     control = run_control(config, key_init, info, examples, total_steps, heldout)
   report = health.search_health(
       log, initial_policy, jax.device_get(params), num_classes=info.num_classes,
       heldout_accuracy=accuracy, heldout_examples=0 if heldout is None else len(heldout["label"]),
-      control=control)
+      control=control, heldout_accuracy_real_stats=accuracy_real_stats)
   report["wall_time_s"] = wall
   for line in health.summary_lines(report):
     print(line, flush=True)
@@ -182,18 +198,63 @@ def _heldout(config: ml_collections.ConfigDict,
                                  split=s.get("heldout_split", "train"))
 
 
+# Real training batches whose batch-norm statistics stand in for the running ones.
+RECALIBRATION_BATCHES = 8
+
+
+def real_batch_stats(critic_module: Any, variables: Any, batches: Sequence[np.ndarray]) -> Any:
+  """The critic's batch-norm statistics re-estimated on real images only.
+
+  The search's critic normalises each step's concatenation of real and
+  perturbed images, so its running statistics describe that mixture, not the
+  real images a classifier is judged on. This averages, over ``batches`` (real
+  training images, each of the training step's size), the per-batch mean and
+  variance of every batch-norm layer at the current weights (recovered from
+  one momentum update as ``(new - m * old) / (1 - m)``). No weights change.
+
+  Returns:
+    the new ``batch_stats`` tree, or None when the critic has none.
+  """
+  stats = variables.get("batch_stats")
+  if stats is None or not batches:
+    return None
+  momentum = model_common.BN_MOMENTUM
+
+  per_batch = [_batch_stats(critic_module, variables, x, momentum) for x in batches]
+  return jax.tree.map(lambda *xs: sum(xs) / len(xs), *per_batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _batch_stats(critic_module: Any, variables: Any, x: jax.Array, momentum: float) -> Any:
+  _, _, new = critic_lib.critic_apply(critic_module, variables, x, train=True)
+  return jax.tree.map(lambda n, o: (n - momentum * o) / (1.0 - momentum), new,
+                      variables["batch_stats"])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(critic_module: Any, variables: Any, x: jax.Array) -> jax.Array:
+  return jax.numpy.argmax(critic_lib.critic_apply(critic_module, variables, x, train=False)[0],
+                          -1)
+
+
+def _heldout_metrics(critic_module: Any, variables: Any, heldout: Mapping[str, np.ndarray],
+                     recent: Sequence[np.ndarray]) -> dict[str, float]:
+  """f's held-out accuracy with the running statistics and, under batch norm, real ones."""
+  out = {"heldout_acc": classifier_accuracy(critic_module, variables, heldout)}
+  stats = real_batch_stats(critic_module, variables, recent)
+  if stats is not None:
+    out["heldout_acc_real_stats"] = classifier_accuracy(
+        critic_module, dict(variables, batch_stats=stats), heldout)
+  return out
+
+
 def classifier_accuracy(critic_module: Any, variables: Any,
                         heldout: Mapping[str, np.ndarray], *, batch_size: int = 250) -> float:
   """The accuracy of the critic's classifier f on host arrays (inference mode)."""
-  @jax.jit
-  def predict(x):
-    return jax.numpy.argmax(critic_lib.critic_apply(critic_module, variables, x,
-                                                    train=False)[0], -1)
-
   images, labels = heldout["image"], heldout["label"]
   correct = 0
   for i in range(0, len(labels), batch_size):
-    correct += int(np.sum(np.asarray(predict(images[i:i + batch_size])) ==
+    correct += int(np.sum(np.asarray(_predict(critic_module, variables, images[i:i + batch_size])) ==
                           labels[i:i + batch_size]))
   return correct / len(labels)
 
