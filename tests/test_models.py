@@ -119,7 +119,7 @@ def test_name_is_case_insensitive():
     ("cnn8", dict(std=(0.2, 0.0, 0.2)), ValueError, "non-positive"),
     ("cnn8", dict(bn_axis_name=3), TypeError, "bn_axis_name=3"),
     ("resnet18", dict(stem="tiny"), ValueError, "stem='tiny'"),
-    ("cnn8", dict(norm="group"), ValueError, "norm='group' for cnn8 is unknown"),
+    ("cnn8", dict(norm="instance"), ValueError, "norm='instance' for cnn8 is unknown"),
     ("wrn40_2", dict(norm="instance"), ValueError, "norm='instance' for wrn40_2 is unknown"),
     ("resnet18", dict(batch_norm=False), ValueError, "batch_norm=False"),
     ("convnext_tiny", dict(drop_path_rate=1.0), ValueError, "drop_path_rate=1.0"),

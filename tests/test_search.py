@@ -127,7 +127,7 @@ def _config():
     ("eps", -0.1, r"config.search.eps must be >= 0, got -0.1"),
     ("lambda_gp", -10.0, r"config.search.lambda_gp must be >= 0, got -10.0"),
     ("batch_size", 30, r"batch_size 30 must be a positive multiple of 2 x 2 devices"),
-    ("norm", "group", r"config.search.norm='group' is unknown"),
+    ("norm", "instance", r"config.search.norm='instance' is unknown"),
     ("gp_norm", "channel", r"config.search.gp_norm='channel' is unknown"),
     ("classifier_weight", -0.5, r"classifier_weight=-0.5 must be a number >= 0, or -1"),
     ("num_heldout", -3, r"num_heldout=-3 must be an int >= 0"),
@@ -312,6 +312,9 @@ def test_search_then_train_end_to_end_on_demo_set(tmp_path):
 def _tiny_step_setup(classifier_weight):
   c = _config()
   c.search.classifier_weight = classifier_weight
+  # A per-sample norm: f's logits on B' then do not depend on the perturbed half they are
+  # normalised with (under the default batch norm they would).
+  c.search.norm = "layer"
   state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 3)
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.uniform(0, 1, (8, 8, 8, 3)), jnp.float32),
@@ -380,6 +383,15 @@ def test_search_health_warns_on_a_chance_classifier_and_an_unmoved_policy():
   moved = start.replace(magnitude=jnp.clip(start.magnitude + 0.3, 0, 1))
   good = search.search_health(log, start, moved, num_classes=10, heldout_accuracy=0.16)
   assert good["warnings"] == []
+  assert "heldout_accuracy_real_stats" not in good
+  # Under batch norm the report also carries f's accuracy under real-image statistics.
+  both = search.search_health(log, start, moved, num_classes=10, heldout_accuracy=0.18,
+                              heldout_examples=1000, control={"heldout_accuracy": 0.42},
+                              heldout_accuracy_real_stats=0.34)
+  np.testing.assert_allclose(both["gap_closed_real_stats"], (0.34 - 0.1) / (0.42 - 0.1))
+  lines = search.summary_lines(both)
+  assert "control 42.0%, 25% of the gap to the control closed" in lines[0]
+  assert "statistics from real images only: 34.0%, 75% of the gap closed" in lines[1]
   # The edges: exactly 5 points above chance is no longer "at chance"; a move of exactly
   # 0.05 still counts as not moved.
   edge = search.search_health(log, start, start.replace(probability=start.probability + 0.05),
@@ -437,3 +449,31 @@ def test_default_search_classifier_learns_critic_stays_bounded_and_invert_falls(
   dp = float(np.mean(b.probability[..., i] - a.probability[..., i]))
   dw = float(np.mean(b.selection[..., i] - a.selection[..., i]))
   assert dp < 0 or dw < 0, (dp, dw)
+
+
+def test_real_batch_stats_reproduce_train_mode_normalisation_of_their_batch():
+  # Statistics re-estimated on one batch make inference-mode f on that batch equal to
+  # train-mode f on it (batch norm then uses the same mean and variance), while the running
+  # statistics of a fresh critic (mean 0, var 1) give other logits.
+  from eriep_jax.search import loop as search_loop
+  c = _config()
+  assert c.search.norm == "batch"
+  state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 3)
+  x = np.asarray(jax.random.uniform(jax.random.key(2), (16, 8, 8, 3)))
+  train_logits, _, _ = search.critic_apply(critic, state.critic, x, train=True)
+  stats = search_loop.real_batch_stats(critic, state.critic, [x])
+  eval_logits, _, _ = search.critic_apply(critic, dict(state.critic, batch_stats=stats), x,
+                                          train=False)
+  np.testing.assert_allclose(eval_logits, train_logits, rtol=1e-3, atol=1e-4)
+  stale_logits, _, _ = search.critic_apply(critic, state.critic, x, train=False)
+  assert np.max(np.abs(np.asarray(stale_logits) - np.asarray(train_logits))) > 1e-2
+  # Two batches: the per-layer average of each batch's own statistics.
+  y = np.asarray(jax.random.uniform(jax.random.key(3), (16, 8, 8, 3))) * 0.5
+  both = search_loop.real_batch_stats(critic, state.critic, [x, y])
+  alone = search_loop.real_batch_stats(critic, state.critic, [y])
+  jax.tree.map(lambda b, s1, s2: np.testing.assert_allclose(b, (s1 + s2) / 2, rtol=1e-4,
+                                                            atol=1e-6), both, stats, alone)
+  # A critic without batch norm has nothing to re-estimate.
+  c.search.norm = "layer"
+  state, critic = search.create_search_state(c, jax.random.key(0), (8, 8, 3), 3)
+  assert search_loop.real_batch_stats(critic, state.critic, [x]) is None

@@ -52,7 +52,7 @@ chance or no p or mu moved by more than 0.05. ``search_log.json`` keeps it.
 
 from eriep_jax.config_checks import check_search_config
 from eriep_jax.search.critic import backbone_options, build_critic, critic_apply
-from eriep_jax.search.health import search_health
+from eriep_jax.search.health import search_health, summary_lines
 from eriep_jax.search.io import (CHECKPOINT_DIR, GRID_PNG, INITIAL_PARAMS_JSON, PARAMS_JSON,
                                  POLICY_JSON,
                                  SEARCH_LOG, SUMMARY_TXT, is_finished, load_policy,
@@ -63,7 +63,7 @@ from eriep_jax.search.step import (SearchState, control_step, create_search_stat
 
 __all__ = [
     "SearchState", "create_search_state", "make_search_step", "search_step", "run_search",
-    "control_step", "make_control_step", "search_health", "INITIAL_PARAMS_JSON",
+    "control_step", "make_control_step", "search_health", "summary_lines", "INITIAL_PARAMS_JSON",
     "resolve_policy", "load_policy", "save_policy", "params_from_policy", "is_finished",
     "check_search_config", "build_critic", "critic_apply", "backbone_options",
     "CHECKPOINT_DIR", "GRID_PNG", "PARAMS_JSON", "POLICY_JSON", "SEARCH_LOG", "SUMMARY_TXT",
