@@ -151,7 +151,13 @@ def test_report_shows_the_searchs_health_beside_the_verdicts(tmp_path):
   md = out["markdown"]
   verdict_section = md[md.index("## Verdicts against the paper"):]
   assert ("Stage 1: the search's classifier reached 12.3% on 1000 held-out images (chance "
-          "10.0%, cross-entropy-only control 47.0%); p moved by up to 0.50 (mean 0.100), mu by "
+          "10.0%; cross-entropy-only control 47.0%); p moved by up to 0.50 (mean 0.100), mu by "
           "up to 0.25 (mean 0.050).") in verdict_section
   assert "Stage-1 warning: the search's classifier ended at 12.3%" in verdict_section
   assert out["search"]["heldout_accuracy"] == 0.123
+  # A batch-norm critic's accuracy under real-image statistics is shown beside it.
+  health["heldout_accuracy_real_stats"] = 0.401
+  (root / "search" / "search_log.json").write_text(json.dumps({"log": log, "health": health}))
+  md = report.write_report(str(root))["markdown"]
+  assert ("reached 12.3% on 1000 held-out images (chance 10.0%; 40.1% with batch-norm "
+          "statistics of real images; cross-entropy-only control 47.0%)") in md

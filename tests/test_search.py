@@ -392,6 +392,13 @@ def test_search_health_warns_on_a_chance_classifier_and_an_unmoved_policy():
   lines = search.summary_lines(both)
   assert "control 42.0%, 25% of the gap to the control closed" in lines[0]
   assert "statistics from real images only: 34.0%, 75% of the gap closed" in lines[1]
+  # The chance warning judges f like the control, under real-image statistics.
+  mixed = search.search_health(log, start, moved, num_classes=10, heldout_accuracy=0.12,
+                               heldout_accuracy_real_stats=0.34)
+  assert mixed["warnings"] == []
+  at_chance = search.search_health(log, start, moved, num_classes=10, heldout_accuracy=0.34,
+                                   heldout_accuracy_real_stats=0.12)
+  assert len(at_chance["warnings"]) == 1 and "ended at 12.0%" in at_chance["warnings"][0]
   # The edges: exactly 5 points above chance is no longer "at chance"; a move of exactly
   # 0.05 still counts as not moved.
   edge = search.search_health(log, start, start.replace(probability=start.probability + 0.05),

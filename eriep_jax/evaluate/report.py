@@ -342,8 +342,11 @@ def _search_lines(search: dict[str, Any] | None) -> list[str]:
             f"{search['max_gp']:.3g}. Read the verdicts as verdicts on that policy."]
   line = (f"- Stage 1: the search's classifier reached {pct(search['heldout_accuracy'])} on "
           f"{search['heldout_examples']} held-out images (chance {pct(search['chance'])}")
+  if search.get("heldout_accuracy_real_stats") is not None:
+    line += (f"; {pct(search['heldout_accuracy_real_stats'])} with batch-norm statistics of "
+             f"real images")
   if "control" in search:
-    line += f", cross-entropy-only control {pct(search['control'].get('heldout_accuracy'))}"
+    line += f"; cross-entropy-only control {pct(search['control'].get('heldout_accuracy'))}"
   m = search["movement"]
   line += (f"); p moved by up to {m['p_max_change']:.2f} (mean {m['p_mean_change']:.3f}), mu by "
            f"up to {m['mu_max_change']:.2f} (mean {m['mu_mean_change']:.3f}).")

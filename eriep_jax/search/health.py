@@ -7,7 +7,13 @@ the policy's average parameter change for this reason. ``search_health``
 gathers, at the end of a search:
 
 * f's accuracy on held-out real images (not the search's subset), beside the
-  cross-entropy-only control's (``search.control``) and chance (1 / classes);
+  cross-entropy-only control's (``search.control``) and chance (1 / classes).
+  Under a batch-norm critic it is given twice: with the critic's running
+  statistics (``heldout_accuracy``), which average batches of real and
+  perturbed images together, and with statistics re-estimated on real training
+  images (``heldout_accuracy_real_stats``), the conditions the control is
+  evaluated under. The chance warning and the comparison with the control use
+  the second; the policy step sees f through the first;
 * the largest logged gradient penalty and the final Wasserstein estimate;
 * how far p, mu and W moved from their initial values (mean and max), and the
   spread of the final p and mu;
@@ -85,10 +91,13 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
                    "mu_std": float(mu.std())}
   out["entropy"] = [float(h) for h in np.asarray(policy_lib.selection_entropy(final))]
   warnings = []
+  # Judged like the control, whose batch-norm statistics are of real images only.
+  judged = (heldout_accuracy if heldout_accuracy_real_stats is None
+            else heldout_accuracy_real_stats)
   # Compared after rounding, so that "5 points above chance" is not decided by float error.
-  if heldout_accuracy is not None and round(heldout_accuracy - chance, 6) < CHANCE_MARGIN:
+  if judged is not None and round(judged - chance, 6) < CHANCE_MARGIN:
     warnings.append(
-        f"the search's classifier ended at {100 * heldout_accuracy:.1f}% held-out accuracy, "
+        f"the search's classifier ended at {100 * judged:.1f}% held-out accuracy, "
         f"within {100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%): the policy "
         "got no class-preserving signal. Likely cause: the critic's terms drown f's "
         "cross-entropy, or the critic exploded in its first steps; fix: give f more weight "

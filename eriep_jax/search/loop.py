@@ -51,6 +51,10 @@ def _progress_line(step: int, total: int, metrics: Mapping[str, float], rate: fl
            f"GP {metrics['gp']:.4f}", f"L_critic {metrics['critic_loss']:+.4f}",
            f"L_policy {metrics['policy_loss']:+.4f}",
            f"CE_real {metrics['ce_real']:.3f}", f"acc_real {metrics['acc_real']:.2f}"]
+  if "heldout_acc" in metrics:
+    parts.append(f"held-out {metrics['heldout_acc']:.2f}")
+  if "heldout_acc_real_stats" in metrics:
+    parts[-1] += f" ({metrics['heldout_acc_real_stats']:.2f} real stats)"
   parts += [f"H{k[len('entropy_stage'):]} {v:.3f}" for k, v in metrics.items()
             if k.startswith("entropy_stage")]
   parts.append(f"{rate:.1f} img/s")
