@@ -41,8 +41,11 @@ def _small(**kw):
   return P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=L, ops=SMALL_OPS, **kw))
 
 
-def _used_subpolicies(key, batch, num_subpolicies, num_stages):
-  # perturb draws the sub-policies from the first half of split(key).
+def _used_subpolicies(key, batch, num_subpolicies, num_stages, mode="soft"):
+  # Soft mode draws the sub-policies from the first half of split(key); hard
+  # mode cuts the shuffled batch into shares (assign_subpolicies).
+  if mode == "hard":
+    return np.asarray(P.assign_subpolicies(key, batch, num_subpolicies))
   key_sub, _ = policy_apply.split_keys(key, num_stages)
   return np.asarray(P.sample_subpolicies(key_sub, batch, num_subpolicies))
 
@@ -136,6 +139,82 @@ def test_subpolicy_draw_is_uniform_over_a_large_batch():
   np.testing.assert_array_equal(P.sample_subpolicies(jax.random.key(7), 64, 1), 0)
 
 
+def test_hard_mode_shares_are_balanced_and_each_sample_uniform():
+  # B = 8 over L = 3: shares of 2, 3 and 3 samples (floor(j B / L) bounds).
+  positions, valid = policy_apply.share_table(8, 3)
+  np.testing.assert_array_equal(positions, [[0, 1, 8], [2, 3, 4], [5, 6, 7]])
+  np.testing.assert_array_equal(valid.sum(axis=1), [2, 3, 3])
+  # More sub-policies than samples: every sample still gets one.
+  positions, valid = policy_apply.share_table(2, 5)
+  np.testing.assert_array_equal(valid.sum(axis=1), [0, 0, 1, 0, 1])
+  draws = np.stack([np.asarray(P.assign_subpolicies(jax.random.key(i), 8, 3))
+                    for i in range(3000)])
+  for row in draws:
+    assert sorted(np.bincount(row, minlength=3)) == [2, 3, 3], row
+  # Each sample's sub-policy is uniform: 3000 draws, sd of a share 0.0086.
+  freq = np.stack([(draws == l).mean(axis=0) for l in range(3)])
+  np.testing.assert_allclose(freq, 1 / 3, atol=0.04)
+  # Samples are not tied to a share: sample 0 meets every other sample.
+  assert all(np.any(draws[:, 0] == draws[:, j]) for j in range(1, 8))
+
+
+def test_hard_mode_applies_each_samples_own_subpolicy_ops():
+  # Four sub-policies of two deterministic ops each, p = 1, except sub-policy 3
+  # (p = 0, identity). Each output must be the sample's own ops with some signs.
+  ops_used = ("rotate", "solarize", "flip", "shear_x", "posterize", "invert")
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=4, ops=ops_used,
+                                                          init="constant"))
+  chosen = np.array([[0, 1], [2, 3], [4, 5], [0, 2]])
+  weight = np.zeros((4, 2, len(ops_used)), np.float32)
+  for l in range(4):
+    for k in range(2):
+      weight[l, k, chosen[l, k]] = 10.0
+  prob = np.ones((4, 2, len(ops_used)), np.float32)
+  prob[3] = 0.0
+  mags = np.asarray(jax.random.uniform(jax.random.key(1), prob.shape, minval=0.2, maxval=0.9))
+  params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob),
+                          magnitude=jnp.asarray(mags))
+  x, key = _images(13, seed=4), jax.random.key(21)
+  y = np.asarray(P.perturb(params, x, key, mode="hard"))
+  used = _used_subpolicies(key, 13, 4, 2, "hard")
+  assert set(used) == {0, 1, 2, 3}
+  for i in range(13):
+    l = used[i]
+    if l == 3:
+      np.testing.assert_array_equal(y[i], x[i])
+      continue
+    candidates = []
+    for s1 in (1, -1):
+      for s2 in (1, -1):
+        z = x[i:i + 1]
+        for k, sign in ((0, s1), (1, s2)):
+          name = ops_used[chosen[l, k]]
+          m = mags[l, k, chosen[l, k]] * (sign if ops.get_op(name).symmetric else 1)
+          z = ops.get_op(name).fn(z, m)
+        candidates.append(np.asarray(z[0]))
+    err = min(np.abs(c - y[i]).max() for c in candidates)
+    assert err < 1e-5, (i, l, err)
+
+
+def test_hard_mode_sample_pairing_partners_come_from_the_whole_batch():
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(
+      num_subpolicies=4, num_stages=1, ops=("sample_pairing",), init="constant",
+      init_probability=1.0, init_magnitude=1.0))
+  x = _images(16, seed=2)
+  key = jax.random.key(5)
+  y = np.asarray(P.perturb(params, x, key, mode="hard"))
+  xs = np.asarray(x)
+  partner = []
+  for i in range(16):
+    # y = 0.6 x_i + 0.4 x_j for exactly one j.
+    errs = [np.abs(0.6 * xs[i] + 0.4 * xs[j] - y[i]).max() for j in range(16)]
+    assert min(errs) < 1e-5, (i, min(errs))
+    partner.append(int(np.argmin(errs)))
+  assert sorted(partner) == list(range(16))        # a permutation of the batch
+  used = _used_subpolicies(key, 16, 4, 1, "hard")
+  assert any(used[i] != used[j] for i, j in enumerate(partner))
+
+
 def test_each_sample_draws_its_own_subpolicy():
   # Sub-policy 1 does nothing (p = 0); 0 and 2 flip with p = 1: which samples
   # changed must match the per-sample draw.
@@ -147,10 +226,10 @@ def test_each_sample_draws_its_own_subpolicy():
   prob[[0, 2], 0, :] = 1.0
   params = params.replace(weight=jnp.asarray(weight), probability=jnp.asarray(prob))
   x, key = _images(), jax.random.key(11)
-  used = _used_subpolicies(key, B, L, K)
-  assert len(set(used)) > 1
   flipped = np.asarray(x[:, :, ::-1])
   for mode in ("soft", "hard"):
+    used = _used_subpolicies(key, B, L, K, mode)
+    assert len(set(used)) > 1
     y = np.asarray(P.perturb(params, x, key, mode=mode))
     for i in range(B):
       np.testing.assert_allclose(y[i], np.asarray(x[i]) if used[i] == 1 else flipped[i],

@@ -7,8 +7,11 @@ weight w (the parameters M, P, W of Eq. (1)):
 
     x_p = S(x_o; M, P, W)                                          (Eq. 1)
 
-Every sample of a batch draws its own sub-policy uniformly at random
-(`sample_subpolicies`). Two ways to apply a stage k of sub-policy l exist:
+Every sample of a batch draws its own sub-policy uniformly at random: in
+soft mode independently (`sample_subpolicies`); in hard mode the shuffled
+batch is cut into L shares whose sizes differ by at most one, which take the
+sub-policies in a random order (`assign_subpolicies`), so that hard mode runs
+only the op each sample drew. Two ways to apply a stage k of sub-policy l exist:
 
 * ``mode='soft'`` (training, differentiable in M, P and W): all N candidates
   are applied and mixed with the temperature-controlled softmax of Section 3.2,
@@ -24,7 +27,9 @@ Every sample of a batch draws its own sub-policy uniformly at random
 * ``mode='hard'`` (the discretised policy "used in inference"): the top-1 op
   by W is applied with a hard Bernoulli(p) gate and a random sign. The
   `Policy` returned by `discretize` applies exactly the same function, with
-  the same random draws for the same key.
+  the same random draws for the same key. (Until 2026-12-04 hard mode drew the
+  sub-policies as soft mode does and computed all N ops on every sample; the
+  same key now gives different draws.)
 
 `PolicyParams` stores M and P as the values themselves, projected back into
 [0, 1] after every update (`project`; ``parameterization='projected'``, the
@@ -38,12 +43,12 @@ Images follow the ops contract of `eriep_jax.ops`: float32, NHWC, values in
 [0, 1]; `perturb` checks it with `ops.check_images` before any compute.
 
 Modules: `config` (PolicyConfig, PolicyParams, constrain, init_policy, the
-parameters' JSON and selection statistics), `apply` (sample_subpolicies and
-perturb, soft and hard), `discrete` (Operation, Policy, discretize,
+parameters' JSON and selection statistics), `apply` (sample_subpolicies,
+assign_subpolicies and perturb, soft and hard), `discrete` (Operation, Policy, discretize,
 random_policy) and `plot` (save_grid). Every public name is re-exported here.
 """
 
-from eriep_jax.policy.apply import perturb, sample_subpolicies
+from eriep_jax.policy.apply import assign_subpolicies, perturb, sample_subpolicies
 from eriep_jax.policy.config import (INITS, PARAMETERIZATIONS, PolicyConfig, PolicyParams,
                                      PolicyValues, constrain, init_policy, movement,
                                      params_from_json, params_to_json, project,
@@ -59,6 +64,7 @@ __all__ = [
     "PolicyConfig",
     "PolicyParams",
     "PolicyValues",
+    "assign_subpolicies",
     "constrain",
     "discretize",
     "init_policy",

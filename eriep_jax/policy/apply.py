@@ -115,7 +115,10 @@ def perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
 def _perturb_hard(op_index: jax.Array, probability: jax.Array, magnitude: jax.Array,
                   images: jax.Array, key: jax.Array, *, candidates: tuple[str, ...],
                   subpolicy: jax.Array) -> jax.Array:
-  """Applies a discrete policy.
+  """Applies a discrete policy with a given sub-policy per sample (every op on every image).
+
+  The path for a forced `subpolicy` (`save_grid`'s rows); `_perturb_hard_shares`
+  is the drawn one, and computes only the op each image drew.
 
   Args:
     op_index: (L, K) int, index into `candidates` of each stage's op.
@@ -153,19 +156,131 @@ def _perturb_hard(op_index: jax.Array, probability: jax.Array, magnitude: jax.Ar
   return jax.lax.scan(stage, images, xs)[0]
 
 
+def share_table(batch_size: int, num_subpolicies: int) -> tuple[np.ndarray, np.ndarray]:
+  """The hard mode's static layout: which positions of the shuffled batch form each share.
+
+  Share j holds positions floor(j B / L) to floor((j + 1) B / L) - 1, so the L
+  shares differ in size by at most one. Rows are padded to the largest share.
+
+  Returns:
+    (positions, valid): (L, S) int positions in [0, B], B where padded, and
+    the (L, S) bool mask of real ones; S = ceil(B / L).
+  """
+  bounds = (np.arange(num_subpolicies + 1) * batch_size) // num_subpolicies
+  width = max(1, int(np.max(np.diff(bounds))))
+  positions = bounds[:-1, None] + np.arange(width)[None, :]
+  valid = positions < bounds[1:, None]
+  return np.where(valid, positions, batch_size), valid
+
+
+def _share_rows(key_sub: jax.Array, batch: int, num_subpolicies: int):
+  """(rows, labels): image index of each share slot (B where padded), sub-policy of each share."""
+  key_order, key_label = jax.random.split(key_sub)
+  order = jax.random.permutation(key_order, batch)
+  labels = jax.random.permutation(key_label, num_subpolicies)
+  positions, valid = share_table(batch, num_subpolicies)
+  rows = jnp.where(valid, order[np.minimum(positions, batch - 1)], batch)
+  return rows, labels
+
+
+def assign_subpolicies(key: jax.Array, batch_size: int, num_subpolicies: int) -> jax.Array:
+  """Hard mode's sub-policy of each sample for `perturb(..., key, mode='hard')`.
+
+  The batch is shuffled and cut into L shares whose sizes differ by at most
+  one (`share_table`), and the shares take the L sub-policies in a random
+  order. Each sample's sub-policy is therefore uniform on {0, ..., L-1}, as
+  in soft mode (`sample_subpolicies`), but the draws are not independent:
+  every sub-policy gets floor(B / L) or ceil(B / L) samples. Hard mode applies
+  each share's ops to that share alone, so it computes one op per sample and
+  stage instead of all N.
+
+  Args:
+    key: the key given to `perturb`.
+    batch_size: B.
+    num_subpolicies: L.
+
+  Returns:
+    int32 array of shape (B,).
+  """
+  rows, labels = _share_rows(split_keys(key, 1)[0], batch_size, num_subpolicies)
+  owner = jnp.broadcast_to(labels[:, None], rows.shape).astype(jnp.int32)
+  return jnp.zeros((batch_size,), jnp.int32).at[rows.reshape(-1)].set(
+      owner.reshape(-1), mode="drop")
+
+
+def _op_branch(name: str):
+  if name == "sample_pairing":
+    # Partners come from the whole batch, as when the op sees the whole batch.
+    return lambda x, m, key, partners: ops_lib.sample_pairing_with(x, m, partners)
+  return lambda x, m, key, partners: apply_op(name, x, m, key)
+
+
+def _perturb_hard_shares(op_index: jax.Array, probability: jax.Array, magnitude: jax.Array,
+                         images: jax.Array, key: jax.Array, *,
+                         candidates: tuple[str, ...]) -> jax.Array:
+  """Applies a discrete policy, drawing the sub-policies from `key` (`assign_subpolicies`).
+
+  Each stage gathers each share's images, applies the one op its sub-policy
+  holds there (`lax.switch`, so only that op runs) with a hard Bernoulli(p)
+  gate and a random sign per image, and scatters them back. Shares run one
+  after another (`lax.map`), so the ops are traced once per stage.
+
+  Args, Returns: as `_perturb_hard`, without `subpolicy`.
+  """
+  batch = images.shape[0]
+  num_subpolicies, num_stages = op_index.shape
+  key_sub, stage_keys = split_keys(key, num_stages)
+  rows, labels = _share_rows(key_sub, batch, num_subpolicies)
+  gather_rows = jnp.minimum(rows, batch - 1)           # padded slots compute, then drop
+  width = rows.shape[1]
+  symmetric = jnp.asarray([ops_lib.get_op(n).symmetric for n in candidates])
+  branches = [_op_branch(n) for n in candidates]
+  pairing = "sample_pairing" in candidates
+  pairing_salt = _op_salt("sample_pairing")
+
+  def stage(x, xs):
+    index_k, prob_k, mag_k, keys = xs                  # (L,) each, (3,) keys
+    key_gate, key_sign, key_op = keys
+    applied = (jax.random.uniform(key_gate, rows.shape, jnp.float32)
+               < prob_k[labels][:, None])              # (L, S)
+    sign = jax.random.rademacher(key_sign, rows.shape, jnp.float32)
+    partners = (x[jax.random.permutation(jax.random.fold_in(key_op, pairing_salt), batch)]
+                if pairing else x)
+
+    def share(j):
+      sub, idx = labels[j], gather_rows[j]
+      op, mu = index_k[sub], mag_k[sub]
+      x_j = x[idx]
+      m = jnp.where(symmetric[op], sign[j] * mu, jnp.broadcast_to(mu, (width,)))
+      out = jax.lax.switch(op, branches, x_j, m, jax.random.fold_in(key_op, j), partners[idx])
+      return jnp.where(_bcast(applied[j], x_j), out, x_j)
+
+    out = jax.lax.map(share, jnp.arange(num_subpolicies))          # (L, S, H, W, C)
+    return x.at[rows.reshape(-1)].set(out.reshape((-1,) + x.shape[1:]), mode="drop"), None
+
+  xs = (op_index.T, probability.T, magnitude.T, stage_keys)
+  return jax.lax.scan(stage, images, xs)[0]
+
+
+def _hard(op_index, probability, magnitude, images, key, subpolicy, candidates):
+  if subpolicy is None:
+    return _perturb_hard_shares(op_index, probability, magnitude, images, key,
+                                candidates=candidates)
+  return _perturb_hard(op_index, probability, magnitude, images, key,
+                       candidates=candidates, subpolicy=subpolicy)
+
+
 @functools.partial(jax.jit, static_argnames=("mode",))
 def _perturb_params(params, images, key, subpolicy, *, mode):
   if mode == "soft":
     return perturb_soft(params, images, key, subpolicy)
   index, prob, mag = hard_tables(params)
-  return _perturb_hard(index, prob, mag, images, key, candidates=params.ops,
-                       subpolicy=subpolicy)
+  return _hard(index, prob, mag, images, key, subpolicy, params.ops)
 
 
 @functools.partial(jax.jit, static_argnames=("candidates",))
 def _perturb_policy(op_index, probability, magnitude, images, key, subpolicy, *, candidates):
-  return _perturb_hard(op_index, probability, magnitude, images, key,
-                       candidates=candidates, subpolicy=subpolicy)
+  return _hard(op_index, probability, magnitude, images, key, subpolicy, candidates)
 
 
 def resolve_mode(params: Any, mode: str | None) -> str:
@@ -188,10 +303,14 @@ def _draw(key: jax.Array, batch: int, num_subpolicies: int) -> jax.Array:
 
 def dispatch(params: PolicyParams | Policy, images: jax.Array, key: jax.Array, mode: str,
              subpolicy: jax.Array | None) -> jax.Array:
-  """Runs the jitted core on validated inputs; `subpolicy` None draws it from `key`."""
-  # The draw is passed into the jitted cores as data, so save_grid's forced
-  # sub-policies reuse the same compiled function.
-  if subpolicy is None:
+  """Runs the jitted core on validated inputs; `subpolicy` None draws it from `key`.
+
+  Soft mode draws each sample's sub-policy independently (`sample_subpolicies`)
+  and passes it in as data. Hard mode draws balanced shares inside its core
+  (`assign_subpolicies`) unless a `subpolicy` is forced (`save_grid`'s rows).
+  """
+  hard = isinstance(params, Policy) or mode == "hard"
+  if subpolicy is None and not hard:
     subpolicy = _draw(key, images.shape[0], params.num_subpolicies)
   if isinstance(params, Policy):
     candidates, index, prob, mag = params.hard_tables()
