@@ -105,11 +105,20 @@ def search_health(log: Sequence[Mapping[str, float]], initial: Any, final: Any, 
         "check that the largest gradient penalty stays small.")
   move = out["movement"]
   if round(max(move["p_max_change"], move["mu_max_change"]), 6) <= MIN_MOVE:
+    steps = int(log[-1]["step"]) if log else 0
+    if getattr(final, "parameterization", "projected") == "sigmoid":
+      cause = ("sigmoid logits, which Adam moves by about the learning rate per step, so p "
+               "and mu move by a quarter of that near 0.5; fix: "
+               "policy.parameterization='projected' and the default search length")
+    else:
+      cause = (f"too few steps ({steps}) for Adam, which moves a stored p or mu by about the "
+               "learning rate per step, or a critic that gives the policy no signal (see f's "
+               "accuracy and the gradient penalty above); fix: the default search length "
+               "(620 steps on CIFAR-10) and a critic whose f leaves chance")
     warnings.append(
         f"no p or mu moved by more than {MIN_MOVE} (largest changes: p "
         f"{move['p_max_change']:.3f}, mu {move['mu_max_change']:.3f}): the searched policy is "
-        "its initial one. Likely cause: sigmoid logits that Adam moves by ~lr per step, or too "
-        "few steps; fix: policy.parameterization='projected' and the default search length.")
+        f"its initial one. Likely cause: {cause}.")
   out["warnings"] = warnings
   return out
 
