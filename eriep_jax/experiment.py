@@ -357,8 +357,8 @@ def _summarize(config, workdir, runs, results) -> None:
                                         {v: results[d] for v, _, d in runs})
     print(table, flush=True)
     print(f"One seed ({config.seed}): one run per method cannot tell a real difference from "
-          "seed noise. Set config.seeds for intervals; the seeded CIFAR-10 study is in "
-          "results/cifar10_cpu/ of the repository.", flush=True)
+          "seed noise. Set config.seeds for intervals; the seeded CIFAR-10 studies are in "
+          "results/cifar10_cpu/ and results/cifar10_cpu_v1/ of the repository.", flush=True)
 
 
 # --- Trained runs ------------------------------------------------------------------------

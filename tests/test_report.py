@@ -161,3 +161,16 @@ def test_report_shows_the_searchs_health_beside_the_verdicts(tmp_path):
   md = report.write_report(str(root))["markdown"]
   assert ("reached 12.3% on 1000 held-out images (chance 10.0%; 40.1% with batch-norm "
           "statistics of real images; cross-entropy-only control 47.0%)") in md
+  # A sweep that started from a committed search (policy.source a path) reports that
+  # search's health; the job's own <workdir>/search comes first.
+  committed = tmp_path / "committed_search"
+  committed.mkdir()
+  (committed / "search_log.json").write_text(json.dumps(
+      {"log": log, "health": dict(health, heldout_accuracy=0.2, heldout_accuracy_real_stats=0.3)}))
+  (committed / "policy_params.json").write_text("{}")
+  assert report.search_summary(str(root), str(committed))["heldout_accuracy"] == 0.123
+  os.remove(root / "search" / "search_log.json")
+  for source in (str(committed), str(committed / "policy_params.json")):
+    assert report.search_summary(str(root), source)["heldout_accuracy"] == 0.2
+  assert report.search_summary(str(root), "search") is None
+  assert report.search_summary(str(root)) is None

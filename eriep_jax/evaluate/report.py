@@ -308,16 +308,22 @@ def _protocol(results: list[dict[str, Any]]) -> str:
           f"{p.get('train_augment', '?')}, on {r.get('dataset')} ({r['num_examples']} test images)")
 
 
-def search_summary(workdir: str) -> dict[str, Any] | None:
-  """What ``<workdir>/search/search_log.json`` says about whether stage 1 learned, or None.
+def search_summary(workdir: str, source: str | None = None) -> dict[str, Any] | None:
+  """What the sweep's ``search_log.json`` says about whether stage 1 learned, or None.
 
-  A search written since the health report (``eriep_jax.search.health``)
-  carries its figures; an older one gets the figures its log allows (final
-  cross-entropy of f on B', largest gradient penalty) and a note that it had
-  no held-out check.
+  The log is ``<workdir>/search/search_log.json`` (a search the job ran) or,
+  failing that, the one beside a ``policy.source`` path (a search folder or a
+  ``policy_params.json`` in it, e.g. a committed search). A search written
+  since the health report (``eriep_jax.search.health``) carries its figures;
+  an older one gets the figures its log allows (final cross-entropy of f on B',
+  largest gradient penalty) and a note that it had no held-out check.
   """
-  path = os.path.join(workdir, "search", "search_log.json")
-  if not os.path.isfile(path):
+  paths = [os.path.join(workdir, "search", "search_log.json")]
+  if source and source not in ("search", "init", "random"):
+    folder = source if os.path.isdir(source) else os.path.dirname(source)
+    paths.append(os.path.join(folder, "search_log.json"))
+  path = next((p for p in paths if os.path.isfile(p)), None)
+  if path is None:
     return None
   with open(path, encoding="utf-8") as f:
     record = json.load(f)
@@ -577,7 +583,7 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
     if os.path.isfile(grid):
       shutil.copyfile(grid, os.path.join(out_dir, f"{name}_grid.png"))
       files[name] = f"{name}_grid.png"
-  search = search_summary(workdir)
+  search = search_summary(workdir, None if config is None else config.policy.get("source"))
   markdown = _markdown(summary, verdicts, results, main, search)
   if files:
     markdown += "\n## Figures\n\n" + "\n".join(f"![{k}]({v})" for k, v in files.items()) + "\n"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Moves the CPU study's small result files between a live workdir and this folder.
+# Moves the second-edition CPU study's small result files between a live workdir and this folder.
 #
 #   bash results/cifar10_cpu/sync.sh collect WD   # WD -> here: every finished run's results.json,
 #                                                 # the searched and random policies, then the report
