@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Stage 2 (Algorithm 1, "TRAIN NETWORK"), Eq. (5)-(9). ---
   c.method = "eriep"          # eriep | standard | augment | supcon | unicl | jsd
   c.reference = "frozen"      # frozen (as written) | live (R = N's current params)
+  # Algorithm 1, line 11: eriep updates the EPM in stage 2 (as written). False keeps the
+  # policy as it came in (the 'fixedpolicy' modifier, a studied reading, not the paper's).
+  c.update_policy = True
   c.alpha = 0.5               # weight of |L_N - L_R| in Eq. (9)
   c.reduction = "example"     # example: mean_i |L_N,i - L_R,i| | batch: |mean L_N - mean L_R|
   c.sync_freq = 100           # R <- N every sync_freq steps
@@ -45,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   # jsd (Hendrycks et al., 2020, AugMix): CE(clean) + weight * JS(clean, 2 hard EPM views).
   c.jsd = ml_collections.ConfigDict()
   c.jsd.weight = 12.0
+  # oracle (a positive control, not a method of the paper): cross-entropy on training images
+  # perturbed by the evaluation's own perturbations (eriep_jax.evaluate.perturbations.oracle).
+  c.oracle = ml_collections.ConfigDict()
+  c.oracle.max_noise_std = 0.4    # the noise branch's std ~ U[0, max_noise_std] per image
 
   # --- Model (eriep_jax.models.get_model). ---
   c.model = ml_collections.ConfigDict()

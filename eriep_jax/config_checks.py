@@ -33,6 +33,10 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
   if config.method not in step_lib.METHODS:
     raise ValueError(f"unknown method {config.method!r}; use one of {step_lib.METHODS}.")
   _check_baselines(config)
+  if config.method == "oracle":
+    std = config.get("oracle", {}).get("max_noise_std", 0.4)
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
+      raise ValueError(f"oracle.max_noise_std={std!r} must be a finite number >= 0; e.g. 0.4.")
   if config.reference not in step_lib.REFERENCES:
     raise ValueError(f"unknown reference {config.reference!r}; use one of "
                      f"{step_lib.REFERENCES}.")

@@ -12,7 +12,10 @@ This is the one module that imports both ``train`` and ``evaluate``;
 Variants. ``config.compare_methods`` lists what to train, each a method name
 with optional modifiers joined by ``_``: ``standard``, ``eriep``, ``augment``,
 ``eriep_live`` (``reference='live'``), ``eriep_random`` / ``augment_random``
-(``policy.source='random'``), ``eriep_init`` (``policy.source='init'``).
+(``policy.source='random'``), ``eriep_init`` (``policy.source='init'``),
+``eriep_live_fixedpolicy`` (``update_policy=False``: the EPM stays as it came
+in, a studied reading) and ``oracle`` (the positive control: trains on the
+evaluation's own perturbations; not a method of the paper).
 Empty: ``config.method`` alone.
 
 Seeds. ``config.seeds = (0, 1, 2)`` trains each variant once per seed into
@@ -54,6 +57,7 @@ from eriep_jax import rng
 from eriep_jax import search
 from eriep_jax.evaluate import corruptions as corruptions_lib
 from eriep_jax.evaluate import gradcam as gradcam_lib
+from eriep_jax.evaluate import perturbations as perturbations_lib
 from eriep_jax.evaluate import report as report_lib
 from eriep_jax.evaluate import robustness
 from eriep_jax.train import checkpoint as ckpt_lib
@@ -78,6 +82,7 @@ MODIFIERS = {
     "random": ("policy.source", "random"),
     "init": ("policy.source", "init"),
     "search": ("policy.source", "search"),
+    "fixedpolicy": ("update_policy", False),
 }
 
 
@@ -254,8 +259,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       "train_wall_time_s": enc.wall_time_s,
                       **training_summary(enc_history)["training"]}
     config = supcon_stage_config(config, "linear")
+  oracle_fn = None
+  if config.method == "oracle":
+    oracle_fn = functools.partial(perturbations_lib.oracle,
+                                  max_noise_std=float(config.oracle.max_noise_std))
   out = loop.train(config, workdir, initial_policy=initial_policy,
-                   initial_variables=initial_variables)
+                   initial_variables=initial_variables, oracle_fn=oracle_fn)
   if not out.finished:
     logging.warning("training stopped at step %d before the end; rerun to resume.", out.step)
     return {"finished": False, "step": out.step}

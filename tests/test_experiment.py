@@ -48,6 +48,9 @@ def test_public_api_is_small():
 def test_parse_variant():
   assert experiment.parse_variant("eriep_live") == ("eriep", {"reference": "live"})
   assert experiment.parse_variant("augment_random") == ("augment", {"policy.source": "random"})
+  assert experiment.parse_variant("eriep_live_fixedpolicy") == (
+      "eriep", {"reference": "live", "update_policy": False})
+  assert experiment.parse_variant("oracle") == ("oracle", {})
   sub = experiment.variant_config(_config(), "eriep_random", seed=3)
   assert (sub.method, sub.policy.source, sub.seed, tuple(sub.seeds)) == ("eriep", "random", 3, ())
   with pytest.raises(ValueError, match="unknown modifier 'alive' in 'eriep_alive'"):

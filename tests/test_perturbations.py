@@ -295,3 +295,29 @@ def test_gradients_are_finite_on_constant_images():
 
   for g in grads(x):
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_oracle_images_equal_the_evaluation_perturbations_for_the_same_key():
+  x = jax.random.uniform(jax.random.key(0), (48, 32, 32, 3))
+  key = jax.random.key(7)
+  y = np.asarray(P.oracle(x, key))
+  k_choice, k_1, k_2, k_3, k_noise = jax.random.split(key, 5)
+  k_std, k_pixels = jax.random.split(k_noise)
+  choice = np.asarray(jax.random.randint(k_choice, (48,), 0, 4))
+  assert set(choice) == {0, 1, 2, 3}
+  std = np.asarray(jax.random.uniform(k_std, (48,), jnp.float32, 0.0, 0.4))
+  assert 0.0 <= std.min() and std.max() <= 0.4
+  branches = [np.asarray(P.perturb_1(x, k_1)), np.asarray(P.perturb_2(x, k_2)),
+              np.asarray(P.perturb_3(x, k_3))]
+  for i in range(48):
+    if choice[i] < 3:
+      expected = branches[choice[i]][i]
+    else:
+      expected = np.asarray(P.gaussian_noise(x, k_pixels, std=float(std[i])))[i]
+    np.testing.assert_allclose(y[i], expected, atol=1e-6, err_msg=f"image {i}")
+  assert P.ORACLE_CHOICES == ("perturb1", "perturb2", "perturb3", "noise")
+  # max_noise_std=0: the noise branch is the identity.
+  z = np.asarray(P.oracle(x, key, max_noise_std=0.0))
+  np.testing.assert_array_equal(z[choice == 3], np.asarray(x)[choice == 3])
+  with pytest.raises(ValueError, match="max_noise_std must be >= 0"):
+    P.oracle(x, key, max_noise_std=-0.1)

@@ -351,3 +351,51 @@ def test_batch_reduction_through_the_pmapped_step_equals_single_device():
   _assert_trees_close(s1.params, jax.tree.map(lambda x: x[0], s2.params), 1e-5, "params")
   np.testing.assert_allclose(m1["gap"], m2["gap"][0], rtol=1e-5)
   np.testing.assert_allclose(m1["gap"], abs(float(m1["l_n"]) - float(m1["l_r"])), rtol=1e-5)
+
+
+def test_oracle_trains_n_on_the_evaluations_perturbations_with_its_own_key():
+  """oracle's loss is CE of N on perturbations.oracle(x, fold_in(step key, ORACLE_SALT))."""
+  from eriep_jax.evaluate import perturbations
+  batch, key = _batch(), jax.random.key(12)
+  c = _config(method="oracle")
+  c.optimizer.name = "sgd"
+  model = loop.build_model(c, 10)
+  tx = state_lib.make_optimizer(c, 10)
+  ptx = state_lib.make_policy_optimizer(c)
+  pol = policy.init_policy(jax.random.key(1), c.policy)
+  st = state_lib.create_train_state(model, pol, jax.random.PRNGKey(0), image_shape=_SHAPE,
+                                    tx=tx, policy_tx=ptx)
+  kw = dict(model=model, tx=tx, policy_tx=ptx,
+            learning_rate_fn=state_lib.learning_rate_schedule(c, 10), axis_name=None)
+  with pytest.raises(ValueError, match="method 'oracle' needs oracle_fn"):
+    step_lib.make_train_step(c, **kw)(st, batch, key)
+  step = jax.jit(step_lib.make_train_step(c, oracle_fn=perturbations.oracle, **kw))
+  new, m = step(st, batch, key)
+  nvars = {"params": st.params, "batch_stats": st.batch_stats}
+  x_o = perturbations.oracle(batch["image"], jax.random.fold_in(key, step_lib.ORACLE_SALT))
+  assert float(jnp.max(jnp.abs(x_o - batch["image"]))) > 1e-2
+  np.testing.assert_allclose(m["loss"], _ce(model, nvars, x_o, batch["label"], train=True).mean(),
+                             rtol=1e-5)
+  # Not the evaluation's key (nor the step key itself): a different draw, a different loss.
+  x_k = perturbations.oracle(batch["image"], key)
+  assert abs(float(m["loss"]) - float(_ce(model, nvars, x_k, batch["label"], train=True).mean())) > 1e-6
+  # The policy is untouched.
+  for a, b in zip(jax.tree.leaves(new.policy_params), jax.tree.leaves(st.policy_params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_fixedpolicy_keeps_the_policy_bit_identical_where_eriep_moves_it():
+  batch = _batch()
+  leaves = {}
+  for update in (True, False):
+    c, st, single, _ = _real_setup(reference="live", update_policy=update)
+    start = jax.tree.leaves(st.policy_params)
+    for t in range(3):
+      st, m = single(st, batch, jax.random.key(20 + t))
+      assert np.isfinite(float(m["loss"]))
+    leaves[update] = (start, jax.tree.leaves(st.policy_params))
+  start, end = leaves[False]
+  for a, b in zip(start, end):
+    np.testing.assert_array_equal(a, b)
+  start, end = leaves[True]
+  assert any(not np.array_equal(a, b) for a, b in zip(start, end))

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 from eriep_jax import images as images_lib
 
 __all__ = [
-    "EVAL_PERTURBATIONS", "get_eval_perturbation", "identity", "perturb_1",
+    "EVAL_PERTURBATIONS", "ORACLE_CHOICES", "get_eval_perturbation", "identity", "oracle",
+    "perturb_1",
     "perturb_2", "perturb_3", "gaussian_noise", "random_erasing", "erase",
     "random_erasing_params", "random_crop", "translate", "random_rotation",
     "rotate", "random_rotation_params", "random_horizontal_flip",
@@ -579,6 +580,44 @@ def perturb_3(images: jax.typing.ArrayLike, key: jax.Array, *,
     The blurred images.
   """
   return gaussian_blur(images, key, kernel_size=kernel_size, sigma=sigma)
+
+
+ORACLE_CHOICES = ("perturb1", "perturb2", "perturb3", "noise")
+
+
+def oracle(images: jax.typing.ArrayLike, key: jax.Array, *,
+           max_noise_std: float = 0.4) -> jax.Array:
+  """The positive control's training perturbation: one evaluation perturbation per image.
+
+  Each image draws one of perturb-1, perturb-2, perturb-3 and Gaussian noise
+  with equal probability; the noise's std is drawn per image uniformly in
+  [0, max_noise_std]. The perturbations are this module's own functions with
+  their evaluation parameters. ``split(key, 5)`` gives the keys of the choice,
+  perturb-1, perturb-2, perturb-3 and the noise (its std, then its pixels), so
+  an image that drew perturb-1 equals ``perturb_1(images, keys[1])`` at that
+  image. A model trained on it trains on the kind of perturbation it is tested
+  on: not a method of the paper, the ceiling that shows whether a protocol
+  can see a robustness gain at all.
+
+  Args:
+    images: (B, H, W, C) float images in [0, 1].
+    key: a PRNG key (the training step folds its own; never the evaluation's).
+    max_noise_std: the largest noise std, >= 0.
+
+  Returns:
+    The perturbed images.
+  """
+  images = _check_images(images, "oracle")
+  if isinstance(max_noise_std, (int, float)) and not max_noise_std >= 0:
+    raise ValueError(f"max_noise_std must be >= 0; got {max_noise_std}, e.g. 0.4")
+  b = images.shape[0]
+  k_choice, k_1, k_2, k_3, k_noise = jax.random.split(key, 5)
+  k_std, k_pixels = jax.random.split(k_noise)
+  choice = jax.random.randint(k_choice, (b,), 0, len(ORACLE_CHOICES))
+  std = jax.random.uniform(k_std, (b, 1, 1, 1), images.dtype, 0.0, max_noise_std)
+  outs = jnp.stack([perturb_1(images, k_1), perturb_2(images, k_2), perturb_3(images, k_3),
+                    gaussian_noise(images, k_pixels, std=std)])
+  return outs[choice, jnp.arange(b)]
 
 
 EVAL_PERTURBATIONS: dict[str, Perturbation] = {

@@ -173,7 +173,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           initial_policy: policy_lib.PolicyParams | None = None,
           stop_after_steps: int | None = None,
           perturb_fn: Callable[..., jax.Array] | None = None,
-          initial_variables: dict[str, Any] | None = None) -> TrainResult:
+          initial_variables: dict[str, Any] | None = None,
+          oracle_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None) -> TrainResult:
   """Stage 2 (Algorithm 1, "TRAIN NETWORK") for one method, with resume.
 
   Args:
@@ -189,6 +190,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     initial_variables: N's starting ``{'params', 'batch_stats'}`` instead of a
       fresh initialisation (supcon's linear stage starts from its encoder);
       same structure as the model's. Ignored on resume.
+    oracle_fn: the ``oracle`` method's perturbation, ``fn(images, key)``
+      (``eriep_jax.evaluate.perturbations.oracle``, passed by the experiment).
 
   Returns:
     A ``TrainResult``.
@@ -198,6 +201,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     FloatingPointError: on a non-finite loss; the last good checkpoint is kept.
   """
   config_checks.check_config(config)
+  if config.method == "oracle" and oracle_fn is None:
+    raise ValueError("method 'oracle' needs oracle_fn=eriep_jax.evaluate.perturbations.oracle "
+                     "(eriep_jax.experiment passes it); pass it to train(...).")
   os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config)
   meta = checkpointer.read_meta()
@@ -255,7 +261,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
   step_fn = step_lib.make_train_step(config, model=pmodel, tx=tx, policy_tx=policy_tx,
                                      learning_rate_fn=lr_fn, axis_name="batch",
-                                     perturb_fn=perturb_fn)
+                                     perturb_fn=perturb_fn, oracle_fn=oracle_fn)
   p_step = jax.pmap(step_fn, axis_name="batch", in_axes=(0, 0, None), donate_argnums=(0,))
   rstate = parallel.replicate(state)
   del state

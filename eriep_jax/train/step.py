@@ -28,6 +28,14 @@ Methods (``config.method`` / ``config.reference``):
   ``jsd_weight`` times the Jensen-Shannon divergence of N's predictions on x_o
   and two hard EPM draws; one forward pass over the three (BN sees all 3B).
   The policy is untouched.
+- ``oracle`` (a positive control, not a method of the paper): cross-entropy
+  on images perturbed by ``oracle_fn``, the evaluation's own perturbations
+  (``eriep_jax.evaluate.perturbations.oracle``; the experiment passes it, so
+  that ``train`` never imports ``evaluate``), with a key folded from the
+  step's key. The policy is untouched.
+
+``update_policy=False`` (the ``fixedpolicy`` modifier) skips Algorithm 1's
+line 11 for ``eriep``: the EPM perturbs as it came in and is never updated.
 """
 
 import functools
@@ -45,7 +53,8 @@ from eriep_jax.train.state import TrainState
 
 __all__ = ["METHODS", "REFERENCES", "train_step", "make_train_step"]
 
-METHODS = ("eriep", "standard", "augment", "supcon", "unicl", "jsd")
+METHODS = ("eriep", "standard", "augment", "supcon", "unicl", "jsd", "oracle")
+ORACLE_SALT = 0x6F72636C   # the oracle's key: fold_in(step key, ORACLE_SALT)
 REFERENCES = ("frozen", "live")
 SUPCON_VIEWS = ("supcontrast", "epm")
 SUPCON_STAGES = ("encoder", "linear")
@@ -75,6 +84,8 @@ def train_step(state: TrainState,
                temperature: float = 0.1,
                base_temperature: float = 0.07,
                jsd_weight: float = 12.0,
+               update_policy: bool = True,
+               oracle_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One stage-2 update of N and the EPM, and the periodic sync R <- N.
 
@@ -98,6 +109,8 @@ def train_step(state: TrainState,
       ``eriep_jax.policy.perturb``.
     supcon_stage, supcon_views, temperature, base_temperature: ``supcon``'s
       settings (``config.supcon``). jsd_weight: ``jsd``'s weight of the JS term.
+    update_policy: False skips the EPM update of ``eriep`` (Algorithm 1, line 11).
+    oracle_fn: ``fn(images, key) -> images``, required by ``oracle``.
 
   With ``reference='live'`` R's forward pass runs with N's params in
   inference mode (running batch statistics), so N gets the extra gradient
@@ -117,7 +130,10 @@ def train_step(state: TrainState,
   # The EPM's draws use `key` itself; dropout/drop-path (ConvNeXt) gets its own.
   dropout_key = jax.random.fold_in(key, 0x64726F70)
   images, labels = batch["image"], batch["label"]
-  train_policy = method == "eriep"
+  train_policy = method == "eriep" and update_policy
+  if method == "oracle" and oracle_fn is None:
+    raise ValueError("method 'oracle' needs oracle_fn, e.g. "
+                     "eriep_jax.evaluate.perturbations.oracle (the experiment passes it).")
 
   def loss_fn(params, policy_params):
     variables = {"params": params, "batch_stats": state.batch_stats}
@@ -125,6 +141,8 @@ def train_step(state: TrainState,
       return _baseline_loss(variables, policy_params)
     if method == "augment":
       x_in = jax.lax.stop_gradient(perturb(policy_params, images, key, mode="hard"))
+    elif method == "oracle":
+      x_in = jax.lax.stop_gradient(oracle_fn(images, jax.random.fold_in(key, ORACLE_SALT)))
     else:
       x_in = images
     logits, updates = model.apply(variables, x_in, train=True, mutable=["batch_stats"],
@@ -239,7 +257,9 @@ def make_train_step(config, *, model: nn.Module, tx: optax.GradientTransformatio
                     policy_tx: optax.GradientTransformation,
                     learning_rate_fn: Callable[[jax.Array], jax.Array],
                     axis_name: Any = "batch",
-                    perturb_fn: Callable[..., jax.Array] | None = None) -> Callable:
+                    perturb_fn: Callable[..., jax.Array] | None = None,
+                    oracle_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+                    ) -> Callable:
   """Binds the config's static settings: ``step(state, batch, key)``.
 
   The returned function is not transformed; wrap it in ``jax.pmap(...,
@@ -249,7 +269,8 @@ def make_train_step(config, *, model: nn.Module, tx: optax.GradientTransformatio
       train_step, model=model, tx=tx, policy_tx=policy_tx, learning_rate_fn=learning_rate_fn,
       method=config.method, reference=config.reference, alpha=float(config.alpha),
       reduction=config.reduction, sync_freq=int(config.sync_freq), axis_name=axis_name,
-      perturb_fn=perturb_fn, **baseline_settings(config))
+      perturb_fn=perturb_fn, update_policy=bool(config.get("update_policy", True)),
+      oracle_fn=oracle_fn, **baseline_settings(config))
 
 
 def baseline_settings(config) -> dict[str, Any]:
