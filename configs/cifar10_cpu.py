@@ -73,12 +73,15 @@ def get_config(arg: str | None = None):
   c.checkpoint_every_steps = 200
   c.log_every_steps = 50
   c.eval.corruptions = ()   # the committed study's evaluation, without CIFAR-10-C
+  # The report tables each run beside the first edition's run of the same variant and seed.
+  c.report_compare_with = "results/cifar10_cpu_v1"
   if arg in _DEPTHS:
     c.model.name = arg
     c.num_epochs = _DEPTHS[arg]
     c.compare_methods = ("standard", "eriep")
     c.seeds = (0, 1)
   if arg == "v1":
+    c.report_compare_with = ""
     c.policy.source = "search"
     c.compare_methods = ("standard", "eriep", "eriep_live", "augment", "eriep_random")
     c.seeds = (0, 1, 2)

@@ -6,6 +6,7 @@ import os
 import pathlib
 import warnings
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -174,3 +175,64 @@ def test_report_shows_the_searchs_health_beside_the_verdicts(tmp_path):
     assert report.search_summary(str(root), source)["heldout_accuracy"] == 0.2
   assert report.search_summary(str(root), "search") is None
   assert report.search_summary(str(root)) is None
+
+
+def test_the_oracle_section_says_whether_the_protocol_can_see_an_effect(tmp_path):
+  root = _sweep(tmp_path)
+  md = report.write_report(str(root))["markdown"]
+  assert "No paired oracle and standard runs" in md
+  # The oracle: +6, +8, +10 on perturb1 (mean 8, std 2: [3.03, 12.97]); a tie elsewhere.
+  for s, gain in zip((0, 1, 2), (6.0, 8.0, 10.0)):
+    base = 50.0 + 2 * s
+    acc = {c: base for c in COLUMNS}
+    acc["perturb1"] = base + gain
+    acc["noise_0.2"] = base + (1.0, -1.0, 0.0)[s]
+    _write(root, "oracle", s, acc)
+  out = report.write_report(str(root))
+  effect = out["effect"]
+  assert effect["visible"] == ["perturb1"] and effect["n"] == 3
+  assert effect["columns"]["perturb1"]["low"] == pytest.approx(8.0 - 4.968275, rel=1e-4)
+  md = out["markdown"]
+  section = md[md.index("## Can this protocol see an effect?"):md.index("## cnn8")]
+  assert "perturb1 +8.0 [3.0, 13.0]" in section
+  assert "on 1 of 6 perturbed columns (perturb1)" in section
+  assert md.index("## Can this protocol see an effect?") < md.index("## Verdicts against")
+  # Marked as a control wherever it appears, and never given a verdict against the paper.
+  assert f"| {report.ORACLE_LABEL} | 3 |" in md
+  assert f"| {report.ORACLE_LABEL} - standard | 3 |" in md
+  assert all(v["variant"] != "oracle" for v in out["verdicts"])
+  assert (root / "report" / "differences.png").stat().st_size > 1000
+  # An oracle that gains nothing: the report says the protocol cannot see an effect.
+  flat = tmp_path / "flat"
+  flat.mkdir()
+  for s in (0, 1, 2):
+    acc = {c: 50.0 + s for c in COLUMNS}
+    _write(flat, "standard", s, acc)
+    _write(flat, "oracle", s, {c: v + (0.5, -0.5, 0.0)[s] for c, v in acc.items()})
+  out = report.write_report(str(flat))
+  assert out["effect"]["visible"] == []
+  assert "this protocol cannot see a robustness effect even where one is built in" in \
+      out["markdown"]
+
+
+def test_the_first_and_second_editions_side_by_side(tmp_path):
+  old, new = tmp_path / "v1", tmp_path / "v2"
+  for root in (old, new):
+    root.mkdir()
+  _write(old, "standard", 0, {"clean": 70.0, "perturb1": 50.0})
+  _write(old, "eriep", 0, {"clean": 71.0, "perturb1": 52.5})
+  _write(old, "eriep", 1, {"clean": 69.0, "perturb1": 51.0})     # not in v2: left out
+  _write(new, "eriep", 0, {"clean": 72.25, "perturb1": 50.0, "perturb2": 40.0})
+  _write(new, "standard", 0, {"clean": 70.0, "perturb1": 49.5})
+  _write(new, "jsd", 0, {"clean": 68.0, "perturb1": 55.0})         # not in v1: left out
+  rows = report.compare_editions(report.collect(str(old)), report.collect(str(new)))
+  assert [(r["variant"], r["seed"]) for r in rows] == [("eriep", 0), ("standard", 0)]
+  assert rows[0]["change"] == {"clean": 1.25, "perturb1": -2.5}     # perturb2 is v2-only
+  assert rows[1]["old"] == {"clean": 70.0, "perturb1": 50.0}
+  assert rows[1]["change"]["perturb1"] == pytest.approx(-0.5)
+
+  config = ml_collections.ConfigDict({"report_compare_with": str(old), "model": {"name": "cnn8"},
+                                      "policy": {"source": "init"}})
+  md = report.write_report(str(new), config=config)["markdown"]
+  assert "## Against the first edition" in md
+  assert "| cnn8 eriep seed 0 | 71.00 -> 72.25 (+1.25) | 52.50 -> 50.00 (-2.50) |" in md

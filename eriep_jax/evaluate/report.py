@@ -52,6 +52,7 @@ from eriep_jax.evaluate import corruptions
 
 __all__ = ["paper_results", "collect", "t_quantile", "mean_std", "paired_difference",
            "verdict", "summarize", "write_report", "run_metrics", "search_summary",
+           "effect_visible", "compare_editions", "ORACLE_LABEL",
            "PAPER_COLUMNS", "METRICS"]
 
 # Our column -> the paper's (Table 3 row names; Fig. 2's approximate noise values).
@@ -250,6 +251,20 @@ def _paper_diff(paper: dict[str, Any], model: str, column: str) -> tuple[float, 
   return float(std), float(eri), float(eri - std)
 
 
+ORACLE = "oracle"
+ORACLE_LABEL = "oracle (positive control: trains on the test perturbations; not a paper method)"
+
+
+def _label(variant: str) -> str:
+  """A variant's name in tables and figures; the oracle is always marked as what it is."""
+  return ORACLE_LABEL if variant == ORACLE else variant
+
+
+def _diff_label(name: str) -> str:
+  variant, base = name.split(" - ")
+  return f"{_label(variant)} - {base}"
+
+
 def _fmt(x: float, digits: int = 2) -> str:
   return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
@@ -308,6 +323,18 @@ def _protocol(results: list[dict[str, Any]]) -> str:
           f"{p.get('train_augment', '?')}, on {r.get('dataset')} ({r['num_examples']} test images)")
 
 
+def _search_folder(workdir: str, source: str | None) -> str | None:
+  """``<workdir>/search`` if it holds a search log, else the folder of a path ``source``."""
+  own = os.path.join(workdir, "search")
+  if os.path.isfile(os.path.join(own, "search_log.json")):
+    return own
+  if source and source not in ("search", "init", "random"):
+    folder = source if os.path.isdir(source) else os.path.dirname(source)
+    if os.path.isfile(os.path.join(folder, "search_log.json")):
+      return folder
+  return None
+
+
 def search_summary(workdir: str, source: str | None = None) -> dict[str, Any] | None:
   """What the sweep's ``search_log.json`` says about whether stage 1 learned, or None.
 
@@ -318,12 +345,9 @@ def search_summary(workdir: str, source: str | None = None) -> dict[str, Any] | 
   an older one gets the figures its log allows (final cross-entropy of f on B',
   largest gradient penalty) and a note that it had no held-out check.
   """
-  paths = [os.path.join(workdir, "search", "search_log.json")]
-  if source and source not in ("search", "init", "random"):
-    folder = source if os.path.isdir(source) else os.path.dirname(source)
-    paths.append(os.path.join(folder, "search_log.json"))
-  path = next((p for p in paths if os.path.isfile(p)), None)
-  if path is None:
+  folder = _search_folder(workdir, source)
+  path = None if folder is None else os.path.join(folder, "search_log.json")
+  if path is None or not os.path.isfile(path):
     return None
   with open(path, encoding="utf-8") as f:
     record = json.load(f)
@@ -361,12 +385,98 @@ def _search_lines(search: dict[str, Any] | None) -> list[str]:
   return lines
 
 
+def effect_visible(summary: dict[str, Any], model: str) -> dict[str, Any] | None:
+  """Can this protocol see a robustness effect? The oracle against standard, or None.
+
+  Returns ``{'columns': {column: difference}, 'visible': [columns whose 95%
+  interval lies above 0], 'n': seeds}`` over the perturbed columns (every
+  column but ``clean``), or None without paired oracle and standard runs.
+  """
+  diffs = summary["models"].get(model, {}).get("differences", {})
+  cols = {c: d for c, d in diffs.get(f"{ORACLE} - standard", {}).items()
+          if c != "clean" and d is not None}
+  if not cols:
+    return None
+  visible = [c for c, d in cols.items()
+             if d["n"] > 1 and math.isfinite(d["low"]) and d["low"] > 0]
+  return {"columns": cols, "visible": visible, "n": max(d["n"] for d in cols.values())}
+
+
+def _effect_lines(summary, model) -> list[str]:
+  lines = ["## Can this protocol see an effect?", ""]
+  effect = effect_visible(summary, model)
+  if effect is None:
+    return lines + ["No paired oracle and standard runs: whether this protocol can detect a "
+                    "robustness gain at all is not known. Read every verdict below with that "
+                    "in mind.", ""]
+  cells = [f"{c} {d['mean']:+.1f} [{_fmt(d['low'], 1)}, {_fmt(d['high'], 1)}]"
+           for c, d in effect["columns"].items()]
+  lines.append(f"The oracle (a positive control, not a method of the paper: cross-entropy on "
+               f"training images perturbed by the evaluation's own perturbations) against "
+               f"standard, {model}, {effect['n']} seeds, points with 95% intervals: "
+               + "; ".join(cells) + ".")
+  lines.append("")
+  if effect["visible"]:
+    lines.append(f"It beats standard with an interval above 0 on {len(effect['visible'])} of "
+                 f"{len(effect['columns'])} perturbed columns ({', '.join(effect['visible'])}): "
+                 "there, this protocol can see a robustness gain of about that size.")
+  else:
+    lines.append("**It does not beat standard with an interval above 0 on any perturbed "
+                 "column: this protocol cannot see a robustness effect even where one is "
+                 "built in, so its verdicts below cannot detect one either.**")
+  return lines + [""]
+
+
+def compare_editions(old: list[dict[str, Any]], new: list[dict[str, Any]],
+                     columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """Runs of two studies side by side: the same model, variant and seed in both.
+
+  Args:
+    old, new: ``collect`` outputs of the two studies.
+    columns: the accuracy columns to compare (default: those both have).
+
+  Returns:
+    One row per shared (model, variant, seed), sorted, with ``old``, ``new``
+    and ``change`` (new - old, points) per column.
+  """
+  key = lambda r: (r["model"], r["variant"], int(r["seed"]))  # noqa: E731
+  old_by = {key(r): r for r in old}
+  rows = []
+  for r in sorted(new, key=key):
+    o = old_by.get(key(r))
+    if o is None:
+      continue
+    cols = [c for c in (columns or r["accuracy"]) if c in r["accuracy"] and c in o["accuracy"]]
+    rows.append({"model": r["model"], "variant": r["variant"], "seed": int(r["seed"]),
+                 "old": {c: o["accuracy"][c] for c in cols},
+                 "new": {c: r["accuracy"][c] for c in cols},
+                 "change": {c: r["accuracy"][c] - o["accuracy"][c] for c in cols}})
+  return rows
+
+
+def _edition_lines(rows, old_name) -> list[str]:
+  if not rows:
+    return []
+  cols = list(rows[0]["change"])
+  lines = ["## Against the first edition", "",
+           f"The same model, variant and seed in `{old_name}` (first value) and here (second), "
+           "and the change in points:", "",
+           "| run | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+  for row in rows:
+    cells = [f"{row['old'][c]:.2f} -> {row['new'][c]:.2f} ({row['change'][c]:+.2f})"
+             for c in cols]
+    lines.append(f"| {row['model']} {_label(row['variant'])} seed {row['seed']} | "
+                 + " | ".join(cells) + " |")
+  return lines + [""]
+
+
 def _markdown(summary, verdicts, results, main_model, search=None) -> str:
   lines = ["# eriep_jax report", ""]
   lines.append(f"Protocol: {_protocol([r for r in results if r['model'] == main_model])}. "
                "The paper: width 1, 50 epochs (Table 3), mean of 3 runs. Accuracies in %; "
                "mean +- std over seeds (n).")
   lines.append("")
+  lines += _effect_lines(summary, main_model)
   for model, m in summary["models"].items():
     cols = [c for c in summary["columns"]]
     lines += [f"## {model}", "", "| variant | n | " + " | ".join(cols) + " |",
@@ -375,7 +485,7 @@ def _markdown(summary, verdicts, results, main_model, search=None) -> str:
       n = len(m["seeds"][v])
       cells = [f"{_fmt(st[c]['mean'])} +- {_fmt(st[c]['std'])}" if st[c]["n"] else "-"
                for c in cols]
-      lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
+      lines.append(f"| {_label(v)} | {n} | " + " | ".join(cells) + " |")
     if m["differences"]:
       lines += ["", "Paired differences (points), mean [95% t-interval]:", "",
                 "| difference | n | " + " | ".join(cols) + " |",
@@ -390,7 +500,7 @@ def _markdown(summary, verdicts, results, main_model, search=None) -> str:
             continue
           n = d["n"]
           cells.append(f"{d['mean']:+.2f} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_diff_label(name)} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
   metric_lines = _metrics_markdown(summary)
   if metric_lines:
@@ -447,13 +557,52 @@ def _plot_fig2(summary, model, path) -> bool:
   for v, st in stats.items():
     mean = np.asarray([st[c]["mean"] for c in cols])
     sd = np.nan_to_num(np.asarray([st[c]["std"] for c in cols]))
-    ax.plot(stds, mean, marker="o", label=f"{v} (n={st[cols[0]]['n']})")
+    ax.plot(stds, mean, marker="o", label=f"{_label(v)} (n={st[cols[0]]['n']})",
+            linestyle=":" if v == ORACLE else "-")
     ax.fill_between(stds, mean - sd, mean + sd, alpha=0.15)
   ax.set_xlabel("Gaussian noise std")
   ax.set_ylabel("test accuracy (%)")
   ax.set_title(f"Fig. 2: {model}, mean +- 1 std over seeds")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
+def _plot_differences(summary, model, path) -> bool:
+  """Every variant's paired difference from standard, with its 95% interval, per column."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  diffs = {name: cols for name, cols in summary["models"][model]["differences"].items()
+           if name.endswith(" - standard")}
+  cols = summary["columns"]
+  if not diffs:
+    return False
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cols) + 2), 4.0))
+  width = 0.8 / len(diffs)
+  for i, (name, dcols) in enumerate(diffs.items()):
+    xs, ys, lo, hi = [], [], [], []
+    for j, c in enumerate(cols):
+      d = dcols.get(c)
+      if d is None:
+        continue
+      xs.append(j - 0.4 + width * (i + 0.5))
+      ys.append(d["mean"])
+      lo.append(d["mean"] - d["low"] if math.isfinite(d["low"]) else 0.0)
+      hi.append(d["high"] - d["mean"] if math.isfinite(d["high"]) else 0.0)
+    n = max((d["n"] for d in dcols.values() if d), default=0)
+    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="s" if name.startswith(ORACLE) else "o",
+                capsize=3, label=f"{_diff_label(name)} (n={n})")
+  ax.axhline(0.0, color="black", linewidth=0.8)
+  ax.set_xticks(range(len(cols)))
+  ax.set_xticklabels(cols, rotation=30, ha="right")
+  ax.set_ylabel("difference from standard (points)")
+  ax.set_title(f"{model}: paired difference from standard, mean and 95% t-interval")
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -547,7 +696,9 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
   Args:
     workdir: a sweep's workdir or a committed results folder.
     config: the sweep's config; its ``model.name`` picks the main model
-      (default: the model with the most runs).
+      (default: the model with the most runs), ``policy.source`` the search
+      whose health is shown, and ``report_compare_with`` (optional) an earlier
+      study's folder whose runs of the same variant and seed are tabled beside.
 
   Returns:
     ``{'summary', 'verdicts', 'markdown', 'files'}`` (also in report.json).
@@ -572,19 +723,28 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
     files["fig2"] = "fig2_noise.png"
   if _plot_fig3(summary, os.path.join(out_dir, "fig3_depth.png")):
     files["fig3"] = "fig3_depth.png"
+  if _plot_differences(summary, main, os.path.join(out_dir, "differences.png")):
+    files["differences"] = "differences.png"
   if _plot_drift(results, main, os.path.join(out_dir, "policy_drift.png")):
     files["drift"] = "policy_drift.png"
   panel = os.path.join(workdir, "gradcam", "fig4_panel.png")
   if os.path.isfile(panel):
     shutil.copyfile(panel, os.path.join(out_dir, "fig4_gradcam.png"))
     files["fig4"] = "fig4_gradcam.png"
-  for name, sub in (("searched_policy", "search"), ("random_policy", "random_policy")):
-    grid = os.path.join(workdir, sub, "policy_grid.png")
+  source = None if config is None else config.policy.get("source")
+  searched = _search_folder(workdir, source) or os.path.join(workdir, "search")
+  for name, folder in (("searched_policy", searched),
+                       ("random_policy", os.path.join(workdir, "random_policy"))):
+    grid = os.path.join(folder, "policy_grid.png")
     if os.path.isfile(grid):
       shutil.copyfile(grid, os.path.join(out_dir, f"{name}_grid.png"))
       files[name] = f"{name}_grid.png"
-  search = search_summary(workdir, None if config is None else config.policy.get("source"))
+  search = search_summary(workdir, source)
   markdown = _markdown(summary, verdicts, results, main, search)
+  old_dir = config.get("report_compare_with") if config is not None else None
+  editions = compare_editions(collect(old_dir), results) if old_dir and os.path.isdir(old_dir) \
+      else []
+  markdown += "\n".join(_edition_lines(editions, old_dir))
   if files:
     markdown += "\n## Figures\n\n" + "\n".join(f"![{k}]({v})" for k, v in files.items()) + "\n"
   changes = _policy_changes(results)
@@ -598,7 +758,7 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
                      for c in changes) + "\n")
   report = {"workdir": os.path.abspath(workdir), "main_model": main, "summary": summary,
             "verdicts": verdicts, "policy_changes": changes, "files": files,
-            "search": search,
+            "search": search, "effect": effect_visible(summary, main), "editions": editions,
             "runs": [{k: r.get(k) for k in ("run", "model", "variant", "seed", "step",
                                             "train_wall_time_s", "git_commit")}
                      for r in results]}
