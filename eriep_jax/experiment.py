@@ -74,6 +74,7 @@ RESULTS_FILE = os.path.join("eval", "results.json")
 RANDOM_POLICY_DIR = "random_policy"
 SUPCON_ENCODER_DIR = "encoder"   # supcon's contrastive stage, inside its run's workdir
 INITIAL_POLICY = "initial_policy.json"   # the run's starting policy, discretised
+FINAL_POLICY_GRID = "final_policy_grid.png"   # what the EPM became in stage 2 (eriep runs)
 
 # modifier -> (config field, value)
 MODIFIERS = {
@@ -292,8 +293,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     record["supcon_encoder"] = encoder_record
     record["train_wall_time_s"] = out.wall_time_s + encoder_record["train_wall_time_s"]
   record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+  if config.method == "eriep" and config.get("update_policy", True):
+    _save_final_grid(config, workdir, out.state.policy_params)
   return robustness.evaluate_and_write(config, workdir, model=out.model, variables=variables,
                                        step=out.step, extra=record)
+
+
+def _save_final_grid(config: ml_collections.ConfigDict, workdir: str, params: Any) -> None:
+  """The EPM after stage 2 as a grid PNG, on the first 8 test images (a visual of its drift).
+
+  The images and the key are the same for every run of a sweep, so the grids
+  of two variants differ only by their policies.
+  """
+  try:
+    batch = next(iter(data.eval_iterator(config, "test", batch_size=jax.device_count() * 8)))
+  except StopIteration:
+    return
+  images = np.asarray(batch["image"]).reshape((-1,) + tuple(batch["image"].shape[2:]))[:8]
+  policy_lib.save_grid(jax.device_get(params), images, os.path.join(workdir, FINAL_POLICY_GRID),
+                       rng.purpose_key(0, "grid"))
 
 
 def supcon_stage_config(config: ml_collections.ConfigDict,

@@ -9,6 +9,7 @@ equalled the step-2 key)::
   policy = purpose_key(seed, 'policy')   # the EPM's initial parameters
   steps  = purpose_key(seed, 'steps')    # step t uses fold_in(steps, t)
   eval   = purpose_key(eval_seed, 'eval')
+  grid   = purpose_key(0, 'grid')        # the draws of a stage-2 run's final-policy grid
 """
 
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 __all__ = ["PURPOSES", "purpose_key", "check_key", "is_key"]
 
-PURPOSES = ("init", "policy", "steps", "eval", "search")
+PURPOSES = ("init", "policy", "steps", "eval", "search", "grid")
 
 
 def _salt(purpose: str) -> int:

@@ -213,6 +213,9 @@ def test_killed_sweep_reruns_only_what_is_unfinished(tmp_path, monkeypatch):
   assert [h["step"] for h in r["policy_drift"]] == [1, 2, 3, 4]
   assert r["initial_policy"]["subpolicies"] and r["final_policy"]["subpolicies"]
   assert r["train_wall_time_s"] > 0
+  # What the EPM became: a grid PNG for the run whose policy trains, none for standard.
+  assert (wd / "eriep_random" / "seed_0" / experiment.FINAL_POLICY_GRID).stat().st_size > 10_000
+  assert not (wd / "standard" / "seed_0" / experiment.FINAL_POLICY_GRID).exists()
   # The random control's policy is on disk like a searched one, and the report was built.
   saved = policy_lib.Policy.from_json((wd / "random_policy" / "policy.json").read_text())
   drawn = policy_lib.random_policy(0, _sweep_config().policy)

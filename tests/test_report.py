@@ -202,6 +202,13 @@ def test_the_oracle_section_says_whether_the_protocol_can_see_an_effect(tmp_path
   assert f"| {report.ORACLE_LABEL} - standard | 3 |" in md
   assert all(v["variant"] != "oracle" for v in out["verdicts"])
   assert (root / "report" / "differences.png").stat().st_size > 1000
+  # A variant's final-policy grid at its lowest seed is copied beside the figures.
+  for s in (0, 1):
+    (root / "eriep" / f"seed_{s}" / "final_policy_grid.png").write_bytes(b"png %d" % s)
+  files = report.write_report(str(root))["files"]
+  assert files["final_policy_eriep_seed0"] == "final_policy_eriep_seed0.png"
+  assert (root / "report" / "final_policy_eriep_seed0.png").read_bytes() == b"png 0"
+  assert "final_policy_eriep_seed1" not in files
   # An oracle that gains nothing: the report says the protocol cannot see an effect.
   flat = tmp_path / "flat"
   flat.mkdir()

@@ -739,6 +739,13 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
     if os.path.isfile(grid):
       shutil.copyfile(grid, os.path.join(out_dir, f"{name}_grid.png"))
       files[name] = f"{name}_grid.png"
+  for r in results:   # what each eriep variant's EPM became, at its lowest seed
+    grid = os.path.join(workdir, r["run"], "final_policy_grid.png")
+    if r["model"] == main and os.path.isfile(grid) and r["seed"] == min(
+        x["seed"] for x in results if x["variant"] == r["variant"] and x["model"] == main):
+      name = f"final_policy_{r['variant']}_seed{r['seed']}"
+      shutil.copyfile(grid, os.path.join(out_dir, name + ".png"))
+      files[name] = name + ".png"
   search = search_summary(workdir, source)
   markdown = _markdown(summary, verdicts, results, main, search)
   old_dir = config.get("report_compare_with") if config is not None else None

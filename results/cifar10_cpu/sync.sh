@@ -17,6 +17,10 @@ copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
   (cd "$from" && find . -path ./report -prune -o -path '*/eval/results.json' -print) | while read -r f; do
     mkdir -p "$to/$(dirname "$f")"; cp "$from/$f" "$to/$f"
   done
+  # what each eriep variant's EPM became in stage 2, seed 0 only (a grid PNG per variant)
+  (cd "$from" && find . -path ./report -prune -o -path '*/seed_0/final_policy_grid.png' -print) | while read -r f; do
+    mkdir -p "$to/$(dirname "$f")"; cp "$from/$f" "$to/$f"
+  done
   (cd "$from" && find . -path ./report -prune -o -name initial_policy.json -print) | while read -r f; do
     mkdir -p "$to/$(dirname "$f")"; cp "$from/$f" "$to/$f"
   done
