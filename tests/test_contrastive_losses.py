@@ -267,6 +267,49 @@ def test_jsd_hand_computed():
   np.testing.assert_allclose(loss, ce + 12.0 * js, rtol=1e-6)
 
 
+def test_jsd_uneven_views_hand_computed():
+  # Above, p_clean = M, so KL(p_clean || M) = 0 and a JS without the clean view (or with
+  # M = (p_aug1 + p_aug2) / 2) gives the same figure. Here p_clean != M:
+  # p_clean = (.6, .3, .1), p_aug1 = (.2, .5, .3), p_aug2 = (.1, .1, .8), so M = (.3, .3, .4).
+  p = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+  clean, aug1, aug2 = (jnp.asarray(np.log(p[k])[None], jnp.float32) for k in range(3))
+  kl_clean = 0.6 * math.log(2) + 0.1 * math.log(0.25)                                # 0.4 ln 2
+  kl_aug1 = 0.2 * math.log(2 / 3) + 0.5 * math.log(5 / 3) + 0.3 * math.log(0.75)
+  kl_aug2 = 0.2 * math.log(1 / 3) + 0.8 * math.log(2)
+  js = (kl_clean + kl_aug1 + kl_aug2) / 3          # 0.23336; 0.14094 without the clean KL,
+  ce = -math.log(0.3)                              # 0.31392 with M = (p_aug1 + p_aug2) / 2
+  loss, aux = _jsd(clean, aug1, aug2, jnp.array([1]), weight=12.0)
+  np.testing.assert_allclose(aux["js"], js, rtol=1e-5)
+  np.testing.assert_allclose(aux["ce"], ce, rtol=1e-5)
+  np.testing.assert_allclose(loss, ce + 12.0 * js, rtol=1e-5)
+
+
+def _jsd_reference(clean, aug1, aug2, labels, weight):
+  """AugMix's loss row by row in float64: CE(clean) + weight * mean (1/3) sum_k KL(p_k || M)."""
+  def softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+  ces, jss = [], []
+  for row, label in enumerate(labels):
+    p = [softmax(np.asarray(x[row], np.float64)) for x in (clean, aug1, aug2)]
+    m = (p[0] + p[1] + p[2]) / 3
+    jss.append(sum(np.sum(pk * np.log(pk / m)) for pk in p) / 3)
+    ces.append(-math.log(p[0][label]))
+  return np.mean(ces) + weight * np.mean(jss), np.mean(ces), np.mean(jss)
+
+
+def test_jsd_matches_numpy_reference_on_random_logits():
+  k1, k2, k3 = jax.random.split(jax.random.key(9), 3)
+  logits = [2.0 * jax.random.normal(k, (5, 4)) for k in (k1, k2, k3)]
+  labels = jnp.array([0, 3, 1, 2, 3])
+  loss, aux = _jsd(*logits, labels, weight=5.0)
+  ref_loss, ref_ce, ref_js = _jsd_reference(*logits, np.asarray(labels), 5.0)
+  assert ref_js > 0.05   # far from 0, so a missing term shows
+  np.testing.assert_allclose(aux["js"], ref_js, rtol=1e-5)
+  np.testing.assert_allclose(aux["ce"], ref_ce, rtol=1e-5)
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+
+
 @pytest.mark.parametrize("scale", [0.0, 1.0, 1e4])
 def test_jsd_finite_gradients(scale):
   k1, k2, k3 = jax.random.split(jax.random.key(8), 3)

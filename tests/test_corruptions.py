@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from configs import default
 from eriep_jax import models
 from eriep_jax.evaluate import corruptions
+from eriep_jax.evaluate import report as report_lib
 
 # TFDS's config prefixes, in the paper's order (glass_blur and elastic_transform differ).
 _TFDS_COMMON = (
@@ -223,3 +224,50 @@ def test_the_job_scores_cifar10_c_and_reports_errors_against_standard(tmp_path):
   assert stats["augment"]["c10c_mce"]["mean"] == pytest.approx(100 * np.mean(ce))
   assert stats["augment"]["c10c_mean_accuracy"]["mean"] == pytest.approx(
       runs["augment"]["corruptions"]["mean_accuracy"])
+  # The mock runs can score alike (often 0% everywhere, so every ratio above reads 100 and
+  # a report that scored each run against itself would pass). Give the two runs' files
+  # distinct scores and rebuild the summary from them: the _STANDARD / _AUGMENT figures.
+  for v, (clean, acc) in {"standard": _STANDARD, "augment": _AUGMENT}.items():
+    path = wd / v / "seed_0" / "eval" / "results.json"
+    r = json.loads(path.read_text())
+    r["accuracy"]["clean"], r["corruptions"]["accuracy"] = clean, acc
+    path.write_text(json.dumps(r))
+  stats = report_lib.summarize(report_lib.collect(str(wd)))["models"]["cnn4"]["metric_stats"]
+  assert stats["standard"]["c10c_mce"]["mean"] == pytest.approx(100.0)
+  assert stats["standard"]["c10c_relative_mce"]["mean"] == pytest.approx(100.0)
+  assert stats["augment"]["c10c_mce"]["mean"] == pytest.approx(_AUGMENT_MCE)
+  assert stats["augment"]["c10c_relative_mce"]["mean"] == pytest.approx(_AUGMENT_RELATIVE_MCE)
+
+
+# Hand-made runs: (clean accuracy, CIFAR-10-C accuracies), all in %. With E = 100 - accuracy,
+# standard: E_clean 10, fog E 20 + 40 = 60, contrast E 10 + 30 = 40;
+# augment:  E_clean 8,  fog E 15 + 25 = 40, contrast E 8 + 22 = 30.
+_STANDARD = (90.0, {"fog_1": 80.0, "fog_3": 60.0, "contrast_1": 90.0, "contrast_3": 70.0})
+_AUGMENT = (92.0, {"fog_1": 85.0, "fog_3": 75.0, "contrast_1": 92.0, "contrast_3": 78.0})
+# CE: fog 100 * 40 / 60 = 66.67, contrast 100 * 30 / 40 = 75; mCE 70.83.
+_AUGMENT_MCE = (100 * 40 / 60 + 100 * 30 / 40) / 2
+# Relative CE: fog 100 * (40 - 2 * 8) / (60 - 2 * 10) = 60, contrast 100 * (30 - 16) / (40 - 20)
+# = 70; relative mCE 65. (Either run against itself: 100 and 100.)
+_AUGMENT_RELATIVE_MCE = 65.0
+
+
+def test_report_scores_each_run_against_the_standard_run_of_its_seed():
+  # Seed 1's standard run has more error: E fog 30 + 50 = 80, contrast 20 + 40 = 60, clean 10.
+  standard_1 = (90.0, {"fog_1": 70.0, "fog_3": 50.0, "contrast_1": 80.0, "contrast_3": 60.0})
+  runs = {("standard", 0): _STANDARD, ("augment", 0): _AUGMENT,
+          ("standard", 1): standard_1, ("augment", 1): _AUGMENT}
+  results = [{"model": "cnn4", "variant": v, "seed": seed, "accuracy": {"clean": clean},
+              "corruptions": {"accuracy": acc, "mean_accuracy": np.mean(list(acc.values()))}}
+             for (v, seed), (clean, acc) in runs.items()]
+  m = report_lib.run_metrics(results[1], results[0])
+  assert m["c10c_mce"] == pytest.approx(_AUGMENT_MCE)
+  assert m["c10c_relative_mce"] == pytest.approx(_AUGMENT_RELATIVE_MCE)
+  assert m["c10c_mean_accuracy"] == pytest.approx(82.5)   # (85 + 75 + 92 + 78) / 4
+  assert "c10c_mce" not in report_lib.run_metrics(results[1])   # no standard run: no ratio
+  # Seed 1 against its own standard run: CE fog 100 * 40 / 80 = 50, contrast 100 * 30 / 60
+  # = 50; relative CE fog 100 * 24 / 60 = 40, contrast 100 * 14 / 40 = 35.
+  stats = report_lib.summarize(results)["models"]["cnn4"]["metric_stats"]
+  assert stats["standard"]["c10c_mce"]["mean"] == pytest.approx(100.0)
+  assert stats["augment"]["c10c_mce"]["mean"] == pytest.approx((_AUGMENT_MCE + 50.0) / 2)
+  assert stats["augment"]["c10c_relative_mce"]["mean"] == pytest.approx(
+      (_AUGMENT_RELATIVE_MCE + 37.5) / 2)

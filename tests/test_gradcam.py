@@ -170,6 +170,23 @@ def test_pair_scores_against_hand_values():
   assert float(const["pearson"][0]) == 0.0 and bool(const["constant"][0])
 
 
+def test_pair_scores_iou_is_of_the_top_not_the_bottom_20_percent():
+  # n = 15, k = ceil(0.2 * 15) = 3. Above, a shift and a flip move the top and the bottom
+  # sets alike; here they disagree, per image of a batch of two.
+  a = np.arange(15, dtype=np.float32)                 # top-3 at {12, 13, 14}, bottom-3 {0, 1, 2}
+  b = np.array([14, 3, 4, 5, 6, 0, 1, 2, 7, 8, 9, 10, 11, 13, 12], np.float32)
+  c = np.array([0, 1, 2, 12, 13, 14, 3, 4, 5, 6, 7, 8, 9, 10, 11], np.float32)
+  # Row 0: top-3 of b at {0, 13, 14}, 2 shared: 2 / (3 + 3 - 2) = 1/2 (bottom-3 {5, 6, 7}: 0).
+  # Row 1: top-3 of c at {3, 4, 5}, none shared: 0 (bottom-3 {0, 1, 2}: all shared, 1).
+  first = np.stack([a, a]).reshape(2, 3, 5)
+  second = np.stack([b, c]).reshape(2, 3, 5)
+  s = gradcam.cam_pairs_scores(jnp.asarray(first), jnp.asarray(second))
+  np.testing.assert_allclose(s["iou"], [0.5, 0.0], atol=1e-7)
+  np.testing.assert_allclose(s["pearson"], [np.corrcoef(a, b)[0, 1], np.corrcoef(a, c)[0, 1]],
+                             atol=1e-6)
+  assert not np.asarray(s["constant"]).any()
+
+
 def _config():
   c = train_child.config()
   c.num_train_steps = 3

@@ -409,6 +409,15 @@ def test_perturb_validation():
     P.perturb(params, (x * 255).astype(jnp.uint8), key)
   with pytest.raises(ValueError, match="images"):
     P.perturb(params, jnp.zeros((2, 8, 8, 2)), key)
+  # Float images in 0..255, the commonest notebook slip: one sentence with the fix, for
+  # concrete arrays; under jit the range is the documented contract and not inspected.
+  with pytest.raises(ValueError, match=r"values in \[0, 1\], got min 25.* max 2.*`images / 255`"):
+    P.perturb(params, x * 255, key)
+  with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+    P.perturb(P.discretize(params), np.asarray(x) * 255, key)
+  with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+    P.save_grid(params, x * 255, "unused.png", key)
+  assert jax.jit(P.perturb)(params, x * 255, key).shape == x.shape
   with pytest.raises(ValueError, match="mode"):
     P.perturb(params, x, key, mode="sharp")
   with pytest.raises(ValueError, match="mode"):

@@ -341,11 +341,14 @@ def perturb(params: PolicyParams | Policy, images: jax.typing.ArrayLike, key: ja
     The perturbed images, same shape and dtype as `images`.
 
   Raises:
-    ValueError: for an unknown mode, images that break the ops contract,
-      mode='soft' with a Policy, or inconsistent parameter shapes.
+    ValueError: for an unknown mode, images that break the ops contract
+      (concrete images also outside [0, 1]; under jit the range is not
+      inspected), mode='soft' with a Policy, or inconsistent parameter shapes.
     TypeError: for a params or key of the wrong type.
   """
   mode = resolve_mode(params, mode)
-  images = ops_lib.check_images(images, name="images")
+  # Concrete images are also range-checked (0..255 floats are the commonest slip);
+  # under jit the range is the documented contract.
+  images = ops_lib.check_images(images, name="images", check_range=True)
   check_key(key)
   return dispatch(params, images, key, mode, None)

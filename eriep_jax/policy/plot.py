@@ -60,7 +60,7 @@ def save_grid(params_or_policy: PolicyParams | Policy, images: jax.typing.ArrayL
 
   mode = resolve_mode(params_or_policy, mode)
   max_images = check_positive_int(max_images, "max_images")
-  images = ops_lib.check_images(images, name="images")[:max_images]
+  images = ops_lib.check_images(images, name="images", check_range=True)[:max_images]
   check_key(key)
   policy = (params_or_policy if isinstance(params_or_policy, Policy)
             else discretize(params_or_policy))
