@@ -50,6 +50,10 @@ def check_config(config: ml_collections.ConfigDict, *, num_devices: int | None =
     raise ValueError(f"sync_freq={config.sync_freq!r} must be an int >= 1; e.g. 100.")
   if config.model.name.lower() not in models.list_models():
     raise ValueError(f"unknown model {config.model.name!r}; use one of {models.list_models()}.")
+  # Every model option (width, dtype, ...), by building the module: cheap, no weights.
+  options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model.items()
+             if k != "name"}
+  models.get_model(config.model.name, 10, **options)
   data.check_data_config(config.data)
   for name, value in (("batch_size", config.batch_size),
                       ("eval_batch_size", config.eval_batch_size)):

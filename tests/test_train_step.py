@@ -172,6 +172,7 @@ def test_live_reference_and_augment(overrides):
     ("method", "mixup", "unknown method 'mixup'"),
     ("reference", "ema", "unknown reference 'ema'"),
     ("model.name", "resnet7", "unknown model 'resnet7'"),
+    ("model.width", 0.0, "width=0.0 for cnn4 must be a positive number"),
     ("data.source", "s3", "unknown data.source 's3'"),
     ("data.name", "not_a_dataset", "unknown TFDS data set 'not_a_dataset'"),
     ("batch_size", 7, "batch_size 7 is not divisible by 2 devices"),
