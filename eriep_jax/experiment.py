@@ -196,7 +196,7 @@ def prepare_policy(config: ml_collections.ConfigDict, workdir: str) -> policy_li
     return params
   if source == "init":
     return policy_lib.init_policy(rng.purpose_key(int(config.seed), "policy"), config.policy)
-  return search.load_policy(source, config)
+  return search.load_policy(source, config, setting="config.policy.source")
 
 
 # --- One run -------------------------------------------------------------------------------

@@ -148,8 +148,13 @@ def test_resolve_policy_missing_and_corrupt_paths(tmp_path):
   c = _config()
   missing = tmp_path / "nope" / "policy.json"
   c.policy.source = str(missing)
-  with pytest.raises(ValueError, match=f"policy path '{missing}' does not exist"):
+  with pytest.raises(ValueError, match=f"policy path '{missing}' does not exist; point "
+                     "config.policy.source at a search workdir"):
     search.resolve_policy(c, tmp_path, jax.random.key(0))
+  # Called directly, the message speaks to load_policy's caller, not about a config.
+  with pytest.raises(ValueError, match=f"'{missing}' does not exist; pass load_policy a search "
+                     "workdir, a policy_params.json"):
+    search.load_policy(missing)
   corrupt = tmp_path / "policy.json"
   corrupt.write_text("{not json")
   c.policy.source = str(corrupt)

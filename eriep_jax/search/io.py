@@ -151,7 +151,8 @@ def _float32_or_logit(values: np.ndarray, parameterization: str) -> np.ndarray:
     return (np.log(values) - np.log1p(-values)).astype(np.float32)
 
 
-def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] = None) -> Any:
+def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] = None, *,
+                setting: Optional[str] = None) -> Any:
   """Loads a searched policy: a policy checkpoint dir, a search workdir or a JSON file.
 
   A checkpoint or a ``policy_params.json`` restores the raw parameters exactly
@@ -162,6 +163,8 @@ def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] =
     path: an orbax ``policy_checkpoint`` dir, a search workdir holding one
       (or a ``policy.json``), or a ``policy.json`` file.
     config: the experiment config; its ``policy`` block is used for JSON.
+    setting: the config field the path came from (``'config.policy.source'``),
+      for the error message; None for a direct call.
 
   Returns:
     :class:`~eriep_jax.policy.PolicyParams`.
@@ -170,9 +173,11 @@ def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] =
     ValueError: naming the path, if it is missing or cannot be read as a policy.
   """
   path = pathlib.Path(path)
+  kinds = ("a search workdir, a policy_params.json, a policy.json or a policy_checkpoint dir "
+           "written by --mode=search")
+  fix = f"point {setting} at {kinds}" if setting else f"pass load_policy {kinds}"
   if not path.exists():
-    raise ValueError(f"policy path {str(path)!r} does not exist; point config.policy.source "
-                     "at a policy.json or a policy_checkpoint dir written by --mode=search.")
+    raise ValueError(f"policy path {str(path)!r} does not exist; {fix}.")
   if path.is_dir() and not _is_checkpoint(path):
     for name in (CHECKPOINT_DIR, PARAMS_JSON, POLICY_JSON):
       if (path / name).exists() and (name != CHECKPOINT_DIR or _is_checkpoint(path / name)):
@@ -188,8 +193,7 @@ def load_policy(path: os.PathLike, config: Optional[ml_collections.ConfigDict] =
       return _policy_from_tree(ckpt.restore(path.absolute()))
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"policy path {str(path)!r} could not be read as a searched policy "
-                     f"({type(e).__name__}: {e}); pass a policy.json or a policy_checkpoint "
-                     "dir written by --mode=search.") from e
+                     f"({type(e).__name__}: {e}); {fix}.") from e
 
 
 def _is_checkpoint(path: pathlib.Path) -> bool:

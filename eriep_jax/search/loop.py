@@ -327,4 +327,4 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,
   if source == "random":
     return io.params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
                                                        config.policy), config.policy)
-  return io.load_policy(source, config)
+  return io.load_policy(source, config, setting="config.policy.source")

@@ -241,7 +241,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                          "eriep_jax.experiment.run (or launch.py); pass initial_policy= to "
                          "train() when calling it directly.")
       else:
-        initial_policy = search_io.load_policy(config.policy.source, config)
+        initial_policy = search_io.load_policy(config.policy.source, config,
+                                               setting="config.policy.source")
     state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
                                          tx=tx, policy_tx=policy_tx)
     if initial_variables is not None:
