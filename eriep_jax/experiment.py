@@ -36,7 +36,6 @@ others from their checkpoints.
 import copy
 import dataclasses
 import functools
-import glob
 import json
 import os
 import pathlib
@@ -67,6 +66,7 @@ from eriep_jax.train import step as step_lib
 
 __all__ = ["MODIFIERS", "Run", "parse_variant", "variant_config", "run_dirs", "restore",
            "prepare_policy", "train_and_evaluate", "run", "evaluate_workdir", "build_report",
+           "trained_runs_below",
            "gradcam_workdir",
            "RESULTS_FILE", "RANDOM_POLICY_DIR"]
 
@@ -433,8 +433,7 @@ def restore(workdir: str) -> Run:
   checkpointer = ckpt_lib.Checkpointer(ckdir, None) if os.path.isdir(ckdir) else None
   try:
     if checkpointer is None or checkpointer.latest_step() is None:
-      below = sorted(os.path.relpath(os.path.dirname(p), workdir) for p in
-                     glob.glob(os.path.join(workdir, "**", "checkpoints"), recursive=True))
+      below = trained_runs_below(workdir)
       hint = (f"; it holds the trained runs {below[:8]}, restore one of those" if below else
               "; train it first with python launch.py --config=... --workdir=" + workdir)
       raise ValueError(f"workdir {workdir!r} has no checkpoint{hint}.")
@@ -501,6 +500,36 @@ def build_report(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
 # --- Grad-CAM (Fig. 4) -------------------------------------------------------------------
 
 GRADCAM_DIR = "gradcam"
+
+
+RUN_SEARCH_DEPTH = 4   # run folders sit at most this deep below a workdir (depth_*/v/seed_k/encoder)
+
+
+def trained_runs_below(workdir: str, max_depth: int = RUN_SEARCH_DEPTH) -> list[str]:
+  """Folders at most ``max_depth`` levels below ``workdir`` that hold this library's checkpoints.
+
+  A run folder has ``checkpoints/<step>/meta`` (``train.checkpoint``); other
+  ``checkpoints`` folders (orbax's own tests in site-packages, say) are not
+  runs. The walk never goes deeper than ``max_depth``, so a large folder such
+  as the system's temporary one is not read whole.
+  """
+  found = []
+  top = os.path.abspath(workdir)
+  for root, dirs, _ in os.walk(top):
+    depth = 0 if root == top else os.path.relpath(root, top).count(os.sep) + 1
+    if "checkpoints" in dirs and _is_run_checkpoints(os.path.join(root, "checkpoints")):
+      found.append(os.path.relpath(root, top))
+    dirs[:] = [] if depth >= max_depth else sorted(
+        d for d in dirs if d != "checkpoints" and not d.startswith("."))
+  return sorted(found)
+
+
+def _is_run_checkpoints(ckdir: str) -> bool:
+  try:
+    names = os.listdir(ckdir)
+  except OSError:
+    return False
+  return any(n.isdigit() and os.path.exists(os.path.join(ckdir, n, "meta")) for n in names)
 
 
 def _has_checkpoint(rundir: str) -> bool:

@@ -156,6 +156,16 @@ def test_restore_refuses_with_one_sentence(tmp_path):
   assert sorted(os.listdir(tmp_path / "old" / "checkpoints")) == before
   with pytest.raises(ValueError, match=r"holds the trained runs \['old'\]"):
     eriep_jax.restore(str(tmp_path))
+  # Only this library's checkpoints count as runs, and only a few levels down: a foreign
+  # 'checkpoints' folder (orbax's own tests, say) and a run buried deep are not listed.
+  (tmp_path / "site" / "orbax" / "checkpoints" / "7").mkdir(parents=True)
+  deep = tmp_path / "a" / "b" / "c" / "d" / "e" / "checkpoints" / "3" / "meta"
+  deep.mkdir(parents=True)
+  shallow = tmp_path / "study" / "eriep" / "seed_0" / "checkpoints" / "10" / "meta"
+  shallow.mkdir(parents=True)
+  assert experiment.trained_runs_below(str(tmp_path)) == ["old", "study/eriep/seed_0"]
+  assert experiment.trained_runs_below(str(tmp_path), max_depth=10) == [
+      "a/b/c/d/e", "old", "study/eriep/seed_0"]
 
 
 def _sweep_config():
