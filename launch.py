@@ -8,8 +8,39 @@ r"""Runs an eriep_jax experiment: the whole job, a re-evaluation, a search or a 
   python launch.py --config=configs/cifar10_cpu.py --workdir=/tmp/study --mode=gradcam
 
 A rerun with the same --workdir resumes from its latest checkpoint. For several
-hosts, start one process per host with --distributed (see README).
+hosts, start one process per host with --distributed (see README). --verbose
+prints every metric window and info line as well.
 """
+
+import os
+import sys
+
+
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (tf.data) with its C++ start-up lines sent to /dev/null.
+
+  Its oneDNN notice and absl's pre-initialisation warning go straight to file
+  descriptor 2 (TF_CPP_MIN_LOG_LEVEL does not silence them), so the descriptor
+  is pointed at /dev/null for the import only. Done before the config file
+  loads, which may import it too. Skipped with --verbose.
+  """
+  saved = os.dup(2)
+  null = os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(null, 2)
+    try:
+      import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      pass
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(null)
+
+
+if not any(a in ("--verbose", "--verbose=true", "--verbose=True") for a in sys.argv[1:]):
+  _import_tensorflow_quietly()
 
 from absl import app
 from absl import flags
@@ -19,6 +50,11 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_bool("verbose", False,
+                  "Also print every logged metric window and info line (absl INFO) and the "
+                  "TensorFlow/XLA start-up lines. By default the console holds the progress "
+                  "bars, tables, health reports and warnings; the metrics are in TensorBoard "
+                  "and <workdir>/history.jsonl either way.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "search", "report", "gradcam"],
                   "train: Algorithm 1 end to end (search if the policy source says so, "
                   "every method and seed, evaluation, report); eval: re-evaluate the trained "
@@ -47,13 +83,14 @@ def main(argv):
 def _run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; pass options as --config.field=value.")
+  # Before TensorFlow and the JAX backends start: their INFO lines only with --verbose.
+  logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   if FLAGS.distributed:
     import jax  # pylint: disable=g-import-not-at-top
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")   # keep TensorFlow (tf.data) off the accelerators
-  logging.set_verbosity(logging.INFO)
   # Keep the console to our metrics and progress: orbax logs every save at INFO.
   logging.get_absl_handler().addFilter(
       lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)

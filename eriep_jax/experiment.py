@@ -180,7 +180,7 @@ def prepare_policy(config: ml_collections.ConfigDict, workdir: str) -> policy_li
   if source == "search":
     directory = os.path.join(workdir, "search")
     if search.is_finished(directory):
-      logging.info("reusing the finished stage-1 search in %s", directory)
+      print(f"reusing the finished stage-1 search in {directory}", flush=True)
       return search.load_policy(directory, config)
     return search.run_search(config, directory)
   if source == "random":
@@ -355,7 +355,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     sub = variant_config(config, variant, seed if _seeds(config) else None)
     done = _load_results(rundir)
     if done is not None:
-      logging.info("skipping %s (seed %d): %s exists", variant, seed, RESULTS_FILE)
+      print(f"skipping {variant} (seed {seed}): {RESULTS_FILE} exists", flush=True)
       results[rundir] = done
       continue
     resuming = os.path.isdir(os.path.join(rundir, "checkpoints")) and \

@@ -231,7 +231,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         policy_tx=policy_tx), abstract_policy(meta["policy"]), jax.random.key_data(root))
     state, meta = checkpointer.restore(abstract, meta=meta)
     start = int(meta["data_position"])
-    logging.info("resuming from step %d in %s", start, workdir)
+    print(f"resuming from step {start} in {workdir}", flush=True)
   else:
     if initial_policy is None:
       if config.policy.source == "init":
