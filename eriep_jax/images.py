@@ -143,8 +143,12 @@ def check_images(images: Any, *, name: str = "images", caller: Optional[str] = N
   images = jnp.asarray(images)
 
   # Values, on concrete arrays only.
-  if check_range and images.size and not isinstance(images, jax.core.Tracer):
-    lo, hi = float(jnp.min(images)), float(jnp.max(images))
+  # Read on the host with numpy: a concrete array closed over by a jitted function is
+  # still concrete while tracing, but jnp.min of it would be a tracer.
+  if (check_range and images.size and not isinstance(images, jax.core.Tracer)
+      and getattr(images, "is_fully_addressable", True)):
+    host = np.asarray(images)
+    lo, hi = float(np.min(host)), float(np.max(host))
     if not (lo >= 0.0 and hi <= 1.0):   # also catches NaN
       if lo >= 0.0 and hi <= 255.0:
         fix = f"if these are 0..255 values, divide by 255: `{name} / 255`"

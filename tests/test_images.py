@@ -167,3 +167,10 @@ def test_value_range_check_on_concrete_arrays_only():
   np.testing.assert_array_equal(np.asarray(out), x)
   with pytest.raises(ValueError, match="rank 3"):
     jax.jit(lambda v: check_images(v, check_range=True))(jnp.asarray(x[0]))
+  # A concrete array closed over by a jitted function is still checked, on the host.
+  bad = jnp.asarray(x)
+  with pytest.raises(ValueError, match=r"got min -0.5 and max 2"):
+    jax.jit(lambda: check_images(bad, check_range=True))()
+  good = jnp.asarray(np.clip(x, 0, 1))
+  np.testing.assert_array_equal(np.asarray(jax.jit(lambda: check_images(good, check_range=True))()),
+                                np.clip(x, 0, 1))

@@ -327,9 +327,34 @@ def _tiny_step_setup(classifier_weight):
   return c, state, critic, batch
 
 
+def _halves_told_apart(state, critic, batch):
+  """(state, batch) where f's predictions and labels on the two halves differ, by construction.
+
+  At initialisation f predicts class 0 for every image, so an accuracy on the wrong half
+  would read the same. Here the policy's p = 0, so A is x_a itself (every gate underflows
+  to 0); the classifier's bias is minus its mean logit over the batch, so its argmax varies
+  from image to image; B' is labelled with f's own predictions (accuracy 1), and A with the
+  next class (f's accuracy on B' with A's labels: 0).
+  """
+  logits, _, _ = search.critic_apply(critic, state.critic, batch["image"], train=True)
+  params = dict(state.critic["params"])
+  params["classifier"] = {**params["classifier"],
+                          "bias": params["classifier"]["bias"] - logits.mean(axis=0)}
+  state = state.replace(critic={**state.critic, "params": params},
+                        policy=state.policy.replace(
+                            probability=jnp.zeros_like(state.policy.probability)))
+  logits, _, _ = search.critic_apply(critic, state.critic, batch["image"], train=True)
+  pred = np.argmax(logits, -1)
+  y_b = pred[4:]
+  labels = jnp.asarray(np.concatenate([(y_b + 1) % 3, y_b]), jnp.int32)
+  assert np.mean(pred[:4] == y_b) <= 0.5   # f on A would score at most 0.5 with B's labels
+  return state, {"image": batch["image"], "label": labels}
+
+
 def test_critic_step_weights_the_real_halfs_cross_entropy_by_classifier_weight():
   for weight in (0.1, 1.0):
     c, state, critic, batch = _tiny_step_setup(weight)
+    state, batch = _halves_told_apart(state, critic, batch)
     tx = optax.adam(1e-3, b1=0.0, b2=0.999)
     _, m = jax.jit(lambda st, b: search.search_step(
         st, b, jax.random.key(1), critic_module=critic, critic_tx=tx, policy_tx=tx,
@@ -345,6 +370,7 @@ def test_critic_step_weights_the_real_halfs_cross_entropy_by_classifier_weight()
                                .mean(), rtol=1e-5)
     np.testing.assert_allclose(m["acc_real"], np.mean(np.argmax(logits, -1) ==
                                                       np.asarray(batch["label"][4:])))
+    assert float(m["acc_real"]) == 1.0
   # -1 means eps, Faster AutoAugment's weight.
   c.search.classifier_weight = -1.0
   assert search.step.classifier_weight(c) == c.search.eps == 0.1

@@ -262,6 +262,87 @@ def test_jitter_and_grayscale_frequencies():
   assert not _is_gray(out[~gray]).any()
 
 
+# ColorJitter(brightness=1.5, contrast=0.3, saturation=0.6, hue=0.2), one op on at a time:
+# distinct strengths, so a factor drawn from another op's range, or fed to another op, shows.
+_ONE_OP = {
+    "brightness": (V.adjust_brightness, (1.5, 0.0, 0.0, 0.0), (0.0, 2.5)),   # max(0, 1 - 1.5)
+    "contrast": (V.adjust_contrast, (0.0, 0.3, 0.0, 0.0), (0.7, 1.3)),
+    "saturation": (V.adjust_saturation, (0.0, 0.0, 0.6, 0.0), (0.4, 1.6)),
+    "hue": (V.adjust_hue, (0.0, 0.0, 0.0, 0.2), (-0.2, 0.2)),
+}
+_JITTER_ONLY = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=1.0,
+                    grayscale_p=0.0)
+
+
+def _hue_shift(x, out):
+  """Per image: hue(out) - hue(x) in turns, in [-0.5, 0.5), at the most colourful pixel."""
+  flat_x, flat_out = x.reshape(len(x), -1, 3), out.reshape(len(out), -1, 3)
+  shifts = []
+  for a, b in zip(flat_x, flat_out):
+    i = np.argmax(a.max(-1) - a.min(-1))
+    shift = colorsys.rgb_to_hsv(*b[i])[0] - colorsys.rgb_to_hsv(*a[i])[0]
+    shifts.append((shift + 0.5) % 1.0 - 0.5)
+  return np.array(shifts)
+
+
+def _read_factor(name, x, out):
+  """The factor that the op ``name`` applied to x to give out, fitted per image."""
+  if name == "hue":
+    return _hue_shift(x, out)
+  if name == "brightness":
+    ref = np.zeros_like(x)
+  else:
+    ref = (x * LUMA).sum(-1, keepdims=True)
+    if name == "contrast":
+      ref = np.broadcast_to(ref.mean(axis=(1, 2, 3), keepdims=True), x.shape)
+  d = (x - ref).reshape(len(x), -1)
+  return np.sum((out - ref).reshape(len(x), -1) * d, 1) / np.sum(d * d, 1)
+
+
+@pytest.mark.parametrize("name", list(_ONE_OP))
+def test_jitter_factors_are_uniform_on_colorjitters_ranges(name):
+  # torchvision's ColorJitter.get_params: brightness, contrast and saturation factors
+  # ~ U[max(0, 1 - v), 1 + v], the hue shift ~ U[-v, v]. The images stay inside (0, 1)
+  # after every op, so no clipping: each output is its op at one factor, read back here.
+  op, jitter, (lo, hi) = _ONE_OP[name]
+  n = 1000
+  x = _images((n, 3, 3, 3), seed=5, lo=0.3, hi=0.7) * (0.5 if name == "brightness" else 1.0)
+  out = np.asarray(V.supcon_augment(x, jax.random.key(11), jitter=jitter, **_JITTER_ONLY))
+  f = _read_factor(name, x, out)
+  np.testing.assert_allclose(out, np.asarray(op(x, f.astype(np.float32))), atol=2e-5, rtol=0,
+                             err_msg=f"the jittered images are not adjust_{name} of the input")
+  assert f.min() >= lo - 1e-4 and f.max() <= hi + 1e-4, (name, f.min(), f.max())
+  assert f.min() < lo + 0.02 * (hi - lo) and f.max() > hi - 0.02 * (hi - lo), (f.min(), f.max())
+  # Kolmogorov-Smirnov distance to U[lo, hi]; 1.95 / sqrt(n) is its 0.1% critical value.
+  u = np.sort((f - lo) / (hi - lo))
+  ks = max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n))
+  assert ks < 1.95 / math.sqrt(n), (name, ks)
+
+
+def test_jitter_order_is_a_random_permutation():
+  # Contrast (factor c ~ U[0.5, 1.5]) and hue (shift d ~ U[-0.5, 0.5]) do not commute:
+  # contrast blends with the mean luma, which a hue shift changes. Both scale each pixel's
+  # chroma (max - min) by c and shift its hue by d whichever comes first, so c and d are
+  # read back and the output matched against both orders. Each order has chance 1/2.
+  n = 1000
+  x = _images((n, 2, 2, 3), seed=6, lo=0.35, hi=0.65)
+  out = np.asarray(V.supcon_augment(x, jax.random.key(12), jitter=(0.0, 0.5, 0.0, 0.5),
+                                    **_JITTER_ONLY))
+  chroma = lambda y: (y.max(-1) - y.min(-1)).sum(axis=(1, 2))
+  c = (chroma(out) / chroma(x)).astype(np.float32)
+  d = _hue_shift(x, out).astype(np.float32)
+  assert c.min() >= 0.5 - 1e-4 and c.max() <= 1.5 + 1e-4 and np.abs(d).max() <= 0.5 + 1e-4
+  contrast_first = np.asarray(V.adjust_hue(V.adjust_contrast(x, c), d))
+  hue_first = np.asarray(V.adjust_contrast(V.adjust_hue(x, d), c))
+  err_c = np.abs(out - contrast_first).max(axis=(1, 2, 3))
+  err_h = np.abs(out - hue_first).max(axis=(1, 2, 3))
+  assert np.all(np.minimum(err_c, err_h) < 1e-4)   # every output is one order or the other
+  apart = np.abs(contrast_first - hue_first).max(axis=(1, 2, 3)) > 1e-3
+  assert apart.sum() > n / 2
+  frac = np.mean(err_h[apart] < err_c[apart])
+  assert abs(frac - 0.5) < _binomial_tol(0.5, apart.sum()), frac
+
+
 def test_same_key_same_output_different_keys_differ():
   x = _images((4, 8, 8, 3))
   a = np.asarray(V.supcon_augment(x, jax.random.key(5)))
