@@ -115,15 +115,16 @@ def main(argv=None):
   # Ours: the default policy (17 ops, L = 10, K = 2).
   params = policy_lib.init_policy(jax.random.key(0), policy_lib.PolicyConfig())
   x_j, y_j, key = jnp.asarray(nhwc), jnp.asarray(target), jax.random.key(1)
+  # The images are arguments, not closed-over constants, which XLA would try to fold.
   soft_grad = jax.jit(jax.grad(
-      lambda p: jnp.mean((policy_lib.perturb(p, x_j, key) - y_j) ** 2)))
-  hard = jax.jit(lambda p: policy_lib.perturb(p, x_j, key, mode="hard"))
+      lambda p, x, y, k: jnp.mean((policy_lib.perturb(p, x, k) - y) ** 2)))
+  hard = jax.jit(lambda p, x, k: policy_lib.perturb(p, x, k, mode="hard"))
 
   def ours_soft():
-    jax.block_until_ready(soft_grad(params))
+    jax.block_until_ready(soft_grad(params, x_j, y_j, key))
 
   def ours_hard():
-    jax.block_until_ready(hard(params))
+    jax.block_until_ready(hard(params, x_j, key))
 
   print(machine_label(args.label))
   print(f"batch {args.batch}x{args.size}x{args.size}x3; medians of {args.repeats} interleaved "
