@@ -64,13 +64,16 @@ def _make_step(method: str, batch, *, width: float):
   import jax  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from eriep_jax import policy  # pylint: disable=g-import-not-at-top
-  from eriep_jax.train import loop, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  from eriep_jax import models  # pylint: disable=g-import-not-at-top
+  from eriep_jax.train import state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   c = default.get_config()
   c.method, _, variant = method.partition(":")
   perturb_fn = (_trivial_epm if variant == "trivial_epm" else
                 _stand_in_epm(variant.removesuffix("_ops")) if variant else None)
   c.model.width = width
-  model = loop.build_model(c, 10)
+  # train.loop.build_model's classifier, without importing the loop (CLU, TensorFlow), so
+  # that the step times also run on a machine without them.
+  model = models.get_model(c.model.name, 10, width=width)
   tx, ptx = state_lib.make_optimizer(c, 1000), state_lib.make_policy_optimizer(c)
   st = state_lib.create_train_state(model, policy.init_policy(jax.random.key(0), c.policy),
                                     jax.random.PRNGKey(0), image_shape=batch["image"].shape[1:],
@@ -142,6 +145,12 @@ def main(argv):
                         ("brightness_ops", "brightness (the cheapest real op)")):
     t = times[f"eriep:{variant}"]
     print(f"    {what:34s} {1e3 * t:8.1f} ms, {t / t_std:.2f}x standard")
+  try:
+    import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    print("end-to-end eriep training: skipped (it reads the demo set through tf.data, and "
+          "TensorFlow is not installed here)")
+    return
   ips = _end_to_end(width=FLAGS.width, batch_size=FLAGS.batch_size, steps=FLAGS.e2e_steps)
   print(f"end-to-end eriep training (demo set, loop + tf.data + pmap): {ips:.1f} images/s")
 

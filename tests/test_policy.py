@@ -620,3 +620,16 @@ def test_movement_hand_computed():
       "p_max_change"], 0.5, rtol=1e-6)
   with pytest.raises(ValueError, match="compare a policy with its own start"):
     P.movement(start, _small(num_stages=1))
+
+
+def test_hard_mode_shares_sequential_and_vmapped_give_the_same_images():
+  # The CPU runs the shares one after another (one op each), an accelerator vmaps them
+  # (every op, then a select): the same draws and the same function, up to float rounding.
+  params = P.init_policy(jax.random.key(0), P.PolicyConfig(num_subpolicies=4))
+  index, prob, mag = policy_apply.hard_tables(params)
+  x = jax.random.uniform(jax.random.key(1), (24, 8, 8, 3))
+  outs = [np.asarray(policy_apply._perturb_hard_shares(
+      index, prob, mag, x, jax.random.key(3), candidates=params.ops, sequential=s))
+          for s in (True, False)]
+  assert not np.array_equal(outs[0], np.asarray(x))
+  np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)

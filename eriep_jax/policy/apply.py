@@ -217,16 +217,24 @@ def _op_branch(name: str):
 
 def _perturb_hard_shares(op_index: jax.Array, probability: jax.Array, magnitude: jax.Array,
                          images: jax.Array, key: jax.Array, *,
-                         candidates: tuple[str, ...]) -> jax.Array:
+                         candidates: tuple[str, ...],
+                         sequential: bool | None = None) -> jax.Array:
   """Applies a discrete policy, drawing the sub-policies from `key` (`assign_subpolicies`).
 
   Each stage gathers each share's images, applies the one op its sub-policy
   holds there (`lax.switch`, so only that op runs) with a hard Bernoulli(p)
-  gate and a random sign per image, and scatters them back. Shares run one
-  after another (`lax.map`), so the ops are traced once per stage.
+  gate and a random sign per image, and scatters them back. On the CPU the
+  shares run one after another (`lax.map`), so each computes only its op. On
+  an accelerator, where 20 small sequential conditionals cost more than
+  computing every op at once, they are vmapped (`vmap` of `lax.switch` runs
+  every branch and selects): the same draws and the same function, faster
+  there. Either way the ops are traced once per stage.
 
-  Args, Returns: as `_perturb_hard`, without `subpolicy`.
+  Args, Returns: as `_perturb_hard`, without `subpolicy`; `sequential`
+  forces `lax.map` (True) or `vmap` (False), None picks by backend.
   """
+  if sequential is None:
+    sequential = jax.default_backend() == "cpu"
   batch = images.shape[0]
   num_subpolicies, num_stages = op_index.shape
   key_sub, stage_keys = split_keys(key, num_stages)
@@ -255,7 +263,8 @@ def _perturb_hard_shares(op_index: jax.Array, probability: jax.Array, magnitude:
       out = jax.lax.switch(op, branches, x_j, m, jax.random.fold_in(key_op, j), partners[idx])
       return jnp.where(_bcast(applied[j], x_j), out, x_j)
 
-    out = jax.lax.map(share, jnp.arange(num_subpolicies))          # (L, S, H, W, C)
+    shares = jnp.arange(num_subpolicies)
+    out = jax.lax.map(share, shares) if sequential else jax.vmap(share)(shares)  # (L,S,H,W,C)
     return x.at[rows.reshape(-1)].set(out.reshape((-1,) + x.shape[1:]), mode="drop"), None
 
   xs = (op_index.T, probability.T, magnitude.T, stage_keys)
