@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark once and writes each one's output to $1 (default: bench_out/).
 # Usage: bash bench/run_all.sh [OUTDIR] [LABEL]
-# The figures in README.md were produced with this script.
+# The figures in docs/performance.md were produced with this script.
 set -u
 out=${1:-bench_out}
 label=${2:-$(hostname)}
