@@ -86,9 +86,43 @@ def test_pmap_two_devices_equals_single_device(method, supcon):
     np.testing.assert_allclose(m1["loss"], want, rtol=1e-6)
 
 
+def _jsd_and_unicl_losses_by_hand(config, st, batch, key):
+  """The step's jsd / unicl loss from N's outputs and the loss functions, with a wrong twin.
+
+  jsd: one train-mode pass over [x, v1, v2], v1 and v2 the real hard EPM drawn
+  with `key` and with fold_in(key, 0x76696577) (the step's second-view salt);
+  the twin draws both views with `key`. unicl: unicl_loss of the embeddings
+  against each image's row of the class table; the twin takes the row of the
+  next class.
+  """
+  model = loop.build_model(config, 10)
+  variables = {"params": st.params, "batch_stats": st.batch_stats}
+  x, labels = batch["image"], batch["label"]
+  if config.method == "jsd":
+    def loss(second_key):
+      v1 = eriep_jax.policy.perturb(st.policy_params, x, key, mode="hard")
+      v2 = eriep_jax.policy.perturb(st.policy_params, x, second_key, mode="hard")
+      logits, _ = model.apply(variables, jnp.concatenate([x, v1, v2]), train=True,
+                              mutable=["batch_stats"])
+      return losses.jsd_loss(*jnp.split(logits, 3), labels, weight=config.jsd.weight)[0]
+    return loss(jax.random.fold_in(key, 0x76696577)), loss(key)
+  (z, _), _ = model.apply(variables, x, train=True, method="embed", mutable=["batch_stats"])
+  table = model.apply(variables, method="label_embeddings")
+  scale = model.apply(variables, method="scale")
+
+  def loss(rows):
+    return losses.unicl_loss(z, table[rows], labels, labels, temperature=1.0 / scale)[0]
+  return loss(labels), loss((labels + 1) % 10)
+
+
 @pytest.mark.parametrize("method, supcon", [("supcon", {}), ("unicl", {}), ("jsd", {})])
 def test_loss_falls_with_the_real_views_and_epm(method, supcon):
-  """A few steps on one batch, with the real SupContrast views / EPM: finite, and falling."""
+  """A few steps on one batch, with the real SupContrast views / EPM: finite, and falling.
+
+  jsd's and unicl's first loss equals their loss function on N's outputs (to
+  rtol 1e-5), and not the loss of two views drawn with one key / of the wrong
+  label rows, which differ by more than 1e-3 relative here.
+  """
   config = _config(method, **supcon)
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 3e-3
@@ -97,7 +131,12 @@ def test_loss_falls_with_the_real_views_and_epm(method, supcon):
   first = None
   losses_seen = []
   for t in range(6):
+    if t == 0 and method in ("jsd", "unicl"):
+      want, wrong = _jsd_and_unicl_losses_by_hand(config, st, batch, jax.random.PRNGKey(100))
+      assert abs(float(want) - float(wrong)) > 1e-3 * abs(float(want)), (want, wrong)
     st, m = single(st, batch, jax.random.PRNGKey(100 + t))
+    if t == 0 and method in ("jsd", "unicl"):
+      np.testing.assert_allclose(m["loss"], want, rtol=1e-5)
     assert float(m["finite"]) == 1.0 and np.isfinite(float(m["grad_norm"]))
     losses_seen.append(float(m["loss"]))
     first = losses_seen[0] if first is None else first

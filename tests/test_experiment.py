@@ -233,6 +233,19 @@ def test_killed_sweep_reruns_only_what_is_unfinished(tmp_path, monkeypatch):
     assert a.op == b.op   # stored as float32 logits: values agree to float32 precision
     np.testing.assert_allclose([a.probability, a.magnitude], [b.probability, b.magnitude],
                                atol=1e-6)
+  # The control starts from that random policy (not from 'init', the sweep's own source):
+  # the run's initial policy, in its results and in its folder, equals policy.json op by op.
+  rundir = wd / "eriep_random" / "seed_0"
+  for name, started in (
+      ("results.json", policy_lib.Policy.from_json(json.dumps(r["initial_policy"]))),
+      (experiment.INITIAL_POLICY,
+       policy_lib.Policy.from_json((rundir / experiment.INITIAL_POLICY).read_text()))):
+    ops = [[o.op for o in sub] for sub in started.subpolicies]
+    assert ops == [[o.op for o in sub] for sub in saved.subpolicies], name
+    np.testing.assert_allclose(
+        [[o.probability, o.magnitude] for o in sum(started.subpolicies, ())],
+        [[o.probability, o.magnitude] for o in sum(saved.subpolicies, ())],
+        atol=1e-6, rtol=0, err_msg=name)
   report = json.loads((wd / "report" / "report.json").read_text())
   assert "eriep_random - standard" in report["summary"]["models"]["cnn4"]["differences"]
   # --mode=eval re-scores every run from its checkpoint: the same counts, the record kept.

@@ -220,7 +220,55 @@ def _numpy_stability(config, model, variables):
   return float(np.mean(rs)), float(np.mean(ious)), n
 
 
-def test_gradcam_mode_panel_and_scores_on_a_trained_comparison(tmp_path):
+def _test_images_at(config, indices):
+  """The test split's images and labels at ``indices``, in that order."""
+  found = {}
+  for batch in data.eval_iterator(config, "test", batch_size=config.eval_batch_size):
+    host = jax.device_get({k: batch[k] for k in ("image", "label", "index", "mask")})
+    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in host.items()}
+    for image, label, index, mask in zip(flat["image"], flat["label"], flat["index"],
+                                         flat["mask"]):
+      if mask > 0 and int(index) in indices:
+        found[int(index)] = (image, int(label))
+  return (np.stack([found[i][0] for i in indices]),
+          np.asarray([found[i][1] for i in indices], np.int32))
+
+
+def _check_panel_columns(drawn, config, wd, indices):
+  """Each panel cell shows the image and the CAM (recomputed here) its column title names.
+
+  ``drawn``: (axes, image, cam) of every `_overlay` call of `plot_panel`.
+  """
+  x, y = _test_images_at(config, indices)
+  blurred = np.asarray(gradcam.fig4_blur(x))
+  runs = {v: experiment.restore(str(wd / v / "seed_0")) for v in ("standard", "eriep")}
+  want = {(v, blur): np.asarray(gradcam.grad_cam(r.model, r.variables, blurred if blur else x,
+                                                 y))
+          for v, r in runs.items() for blur in (False, True)}
+  # The maps a swapped column would show instead differ well beyond the tolerance.
+  assert np.abs(want["eriep", True] - want["standard", True]).max() > 0.05
+  assert np.abs(want["standard", False] - want["standard", True]).max() > 0.05
+  cells = {}
+  for ax, image, cam in drawn:
+    spec = ax.get_subplotspec()
+    cells[spec.rowspan.start, spec.colspan.start] = (ax, image, cam)
+  assert sorted(cells) == [(i, j) for i in range(len(indices)) for j in range(5)]
+  titles = [cells[0, j][0].get_title() for j in range(5)]
+  # Fig. 4's columns, in the order of gradcam_workdir's docstring.
+  assert titles == ["original", "standard: CAM",
+                    f"blurred (sigma {gradcam.blur_sigma(x.shape[1]):.2f} px)",
+                    "eriep: CAM, blurred", "standard: CAM, blurred"]
+  for (i, j), (_, image, cam) in cells.items():
+    blur = "blurred" in titles[j]
+    np.testing.assert_allclose(image, (blurred if blur else x)[i], atol=1e-6, err_msg=titles[j])
+    if "CAM" in titles[j]:
+      run = titles[j].split(":")[0]
+      np.testing.assert_allclose(cam, want[run, blur][i], atol=1e-5, err_msg=titles[j])
+    else:
+      assert cam is None, titles[j]
+
+
+def test_gradcam_mode_panel_and_scores_on_a_trained_comparison(tmp_path, monkeypatch):
   c = _config()
   c.compare_methods = ("standard", "eriep")
   c.seeds = (0,)
@@ -231,11 +279,20 @@ def test_gradcam_mode_panel_and_scores_on_a_trained_comparison(tmp_path):
   trained = experiment.run(c, str(wd))
   at_train = trained[str(wd / "eriep" / "seed_0")]["cam_stability"]
   c.gradcam.num_images = 4
+  drawn = []
+  real_overlay = gradcam._overlay
+
+  def recording(ax, image, cam):   # what plot_panel draws in each cell
+    drawn.append((ax, np.asarray(image), None if cam is None else np.asarray(cam)))
+    real_overlay(ax, image, cam)
+
+  monkeypatch.setattr(gradcam, "_overlay", recording)
   summary = experiment.gradcam_workdir(c, str(wd))
   assert (wd / "gradcam" / "fig4_panel.png").stat().st_size > 10_000
   n_test = data.get_dataset_info(c).num_test
   assert summary["panel_indices"] == [0, round((n_test - 1) / 3), round(2 * (n_test - 1) / 3),
                                       n_test - 1]
+  _check_panel_columns(drawn, c, wd, summary["panel_indices"])
   # The restored run scores exactly what the training-time evaluation scored.
   scores = summary["runs"]["eriep/seed_0"]
   assert scores["pearson"] == pytest.approx(at_train["pearson"], abs=1e-6)

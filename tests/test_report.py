@@ -109,6 +109,30 @@ def test_verdict_rules():
       "inconclusive"
 
 
+def test_verdict_rules_at_their_boundaries():
+  """Closed intervals: a bound on 0 contains 0, a bound on d_paper contains d_paper."""
+  def diff(lo, hi, n=3):
+    return {"n": n, "low": lo, "high": hi, "mean": (lo + hi) / 2}
+  # A bound exactly at 0: the interval contains 0, whatever the paper says.
+  assert report.verdict(diff(0.0, 4.0), 3.0) == "inconclusive"    # not 'reproduced'
+  assert report.verdict(diff(-4.0, 0.0), 3.0) == "inconclusive"   # not 'contradicted'
+  assert report.verdict(diff(0.0, 2.0), -3.0) == "inconclusive"
+  assert report.verdict(diff(0.0, 4.0), None) == "inconclusive"   # not 'negative'
+  assert report.verdict(diff(-4.0, 0.0), None) == "inconclusive"
+  # A bound exactly at d_paper, 0 excluded: reproduced.
+  assert report.verdict(diff(3.0, 5.0), 3.0) == "reproduced"      # not '..., larger'
+  assert report.verdict(diff(1.0, 3.0), 3.0) == "reproduced"      # not '..., smaller'
+  assert report.verdict(diff(-3.0, -1.0), -3.0) == "reproduced"
+  assert report.verdict(diff(-5.0, -3.0), -3.0) == "reproduced"
+  # No published number: the sign of an interval that excludes 0.
+  assert report.verdict(diff(0.5, 2.0), None) == "positive"
+  assert report.verdict(diff(-2.0, -0.5), None) == "negative"
+  assert report.verdict(diff(-1.0, 2.0), None) == "inconclusive"
+  # One seed: no interval, even with finite bounds; no difference at all: not measured.
+  assert report.verdict(diff(1.0, 5.0, n=1), 3.0) == "inconclusive"
+  assert report.verdict(None, 3.0) == "not measured"
+
+
 def test_depth_figure_and_refusal(tmp_path):
   for model in ("cnn4", "cnn8"):
     for s in (0, 1):

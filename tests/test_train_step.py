@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import linen as nn
 
@@ -400,3 +401,47 @@ def test_fixedpolicy_keeps_the_policy_bit_identical_where_eriep_moves_it():
     np.testing.assert_array_equal(a, b)
   start, end = leaves[True]
   assert any(not np.array_equal(a, b) for a, b in zip(start, end))
+
+
+def test_real_epm_policy_update_descends_l_final():
+  """Line 11 with SGD on the EPM: new policy = project(policy - lr * grad_policy L_final).
+
+  L_final is written by hand (N on the clean images, R frozen on the real soft
+  EPM's x_p, Eq. (9)); `project` is applied to the expectation too, as the step
+  does after its update. A policy update of the wrong sign (gradient ascent)
+  lands 2 lr |g| away from it, far outside the 1e-6 tolerance.
+  """
+  c = _config(alpha=0.7)
+  c.policy.ops = _OPS
+  c.optimizer.name = "sgd"
+  lr = 1.0   # the gradients are ~1e-3 here; lr 1 makes the step's move readable
+  ptx = optax.sgd(lr)
+  model = loop.build_model(c, 10)
+  tx = state_lib.make_optimizer(c, 10)
+  st = state_lib.create_train_state(model, policy.init_policy(jax.random.key(1), c.policy),
+                                    jax.random.PRNGKey(0), image_shape=_SHAPE, tx=tx,
+                                    policy_tx=ptx)
+  st = st.replace(ref_params=jax.tree.map(lambda x: x * 0.9, st.ref_params))   # R != N
+  step = jax.jit(step_lib.make_train_step(
+      c, model=model, tx=tx, policy_tx=ptx,
+      learning_rate_fn=state_lib.learning_rate_schedule(c, 10), axis_name=None))
+  batch, key = _batch(), jax.random.key(7)
+  new, m = step(st, batch, key)
+
+  nvars = {"params": st.params, "batch_stats": st.batch_stats}
+  rvars = {"params": st.ref_params, "batch_stats": st.ref_batch_stats}
+
+  def l_final(policy_params):
+    logits, _ = model.apply(nvars, batch["image"], train=True, mutable=["batch_stats"])
+    x_p = policy.perturb(policy_params, batch["image"], key, mode="soft")
+    logits_r = model.apply(rvars, x_p, train=False)
+    return losses.eriep_loss(logits, logits_r, batch["label"], alpha=0.7)[0]
+
+  loss, g = jax.value_and_grad(l_final)(st.policy_params)
+  np.testing.assert_allclose(m["loss"], loss, rtol=1e-5)
+  want = policy.project(jax.tree.map(lambda p, d: p - lr * d, st.policy_params, g))
+  for name in ("magnitude", "probability", "weight"):
+    old, got, expected = (getattr(t, name) for t in (st.policy_params, new.policy_params, want))
+    # Each leaf moves by 1.6e-3 (W) to 4.6e-3 (mu); the wrong sign would miss by up to twice that.
+    assert float(jnp.max(jnp.abs(expected - old))) > 1e-3, name
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0, err_msg=name)
