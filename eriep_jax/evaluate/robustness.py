@@ -104,7 +104,8 @@ def _eval_step(model: Any, names: tuple[str, ...]):
 
 
 def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
-                     variables: Any, split: str = "test") -> dict[str, Any]:
+                     variables: Any, split: str = "test",
+                     batches: Any = None) -> dict[str, Any]:
   """Accuracy of ``model`` under every perturbation of ``config.eval``.
 
   Args:
@@ -112,6 +113,10 @@ def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
     model: the classifier (inference mode is used).
     variables: ``{'params', 'batch_stats'?}`` on the host (unreplicated).
     split: the split to evaluate.
+    batches: batches as ``data.eval_iterator`` yields them (``image``,
+      ``label``, ``mask``, ``index``, each with a leading device axis), in
+      place of reading ``split`` (an in-memory test set, e.g. on a machine
+      without TensorFlow). Their ``index`` keys the perturbations as above.
 
   Returns:
     ``{'num_examples': int, 'correct': {name: int}, 'accuracy': {name: float}}``
@@ -125,7 +130,9 @@ def robustness_sweep(config: ml_collections.ConfigDict, *, model: Any,
   rvars = parallel.replicate(variables)
   base = rng.purpose_key(int(config.eval.seed), "eval")
   totals = np.zeros(len(names) + 1, np.float64)
-  for batch in data.eval_iterator(config, split, batch_size=config.eval_batch_size):
+  if batches is None:
+    batches = data.eval_iterator(config, split, batch_size=config.eval_batch_size)
+  for batch in batches:
     batch = {k: batch[k] for k in ("image", "label", "mask", "index")}
     totals += np.asarray(jax.device_get(p_step(rvars, batch, base)[0]), np.float64)
   n = int(round(totals[-1]))
