@@ -179,6 +179,8 @@ def main(argv=None):
                             "data_order": "numpy permutation per (seed, epoch)"},
                **sweep}
     robustness.write_results(c, os.path.join(args.out, method, f"seed_{args.seed}"), results)
+    # The record on stdout too, one line: a remote run's log then holds the whole result.
+    print("RESULTS_JSON " + json.dumps(results, separators=(",", ":")), flush=True)
     acc = sweep["accuracy"]
     print(f"{method}: " + ", ".join(f"{k} {acc[k]:.2f}" for k in robustness.TABLE_COLUMNS)
           + f" ({wall:.0f} s training)", flush=True)
