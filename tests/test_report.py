@@ -219,7 +219,8 @@ def test_the_oracle_section_says_whether_the_protocol_can_see_an_effect(tmp_path
   md = out["markdown"]
   section = md[md.index("## Can this protocol see an effect?"):md.index("## cnn8")]
   assert "perturb1 +8.0 [3.0, 13.0]" in section
-  assert "on 1 of 6 perturbed columns (perturb1)" in section
+  assert "on 1 of 5 perturbed columns (perturb1)" in section     # clean and noise_0 excluded
+  assert "noise_0 " not in section
   assert md.index("## Can this protocol see an effect?") < md.index("## Verdicts against")
   # Marked as a control wherever it appears, and never given a verdict against the paper.
   assert f"| {report.ORACLE_LABEL} | 3 |" in md
@@ -240,6 +241,13 @@ def test_the_oracle_section_says_whether_the_protocol_can_see_an_effect(tmp_path
     acc = {c: 50.0 + s for c in COLUMNS}
     _write(flat, "standard", s, acc)
     _write(flat, "oracle", s, {c: v + (0.5, -0.5, 0.0)[s] for c, v in acc.items()})
+  single = tmp_path / "single"
+  single.mkdir()
+  _write(single, "standard", 0, {c: 50.0 for c in COLUMNS})
+  _write(single, "oracle", 0, {c: 60.0 for c in COLUMNS})
+  md = report.write_report(str(single))["markdown"]
+  assert "1 seed, points" in md and "With one seed there is no interval yet" in md
+  assert "cannot see a robustness effect" not in md
   out = report.write_report(str(flat))
   assert out["effect"]["visible"] == []
   assert "this protocol cannot see a robustness effect even where one is built in" in \

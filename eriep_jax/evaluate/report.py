@@ -390,11 +390,12 @@ def effect_visible(summary: dict[str, Any], model: str) -> dict[str, Any] | None
 
   Returns ``{'columns': {column: difference}, 'visible': [columns whose 95%
   interval lies above 0], 'n': seeds}`` over the perturbed columns (every
-  column but ``clean``), or None without paired oracle and standard runs.
+  column but ``clean`` and ``noise_0``), or None without paired oracle and
+  standard runs.
   """
   diffs = summary["models"].get(model, {}).get("differences", {})
   cols = {c: d for c, d in diffs.get(f"{ORACLE} - standard", {}).items()
-          if c != "clean" and d is not None}
+          if c not in ("clean", "noise_0") and d is not None}
   if not cols:
     return None
   visible = [c for c, d in cols.items()
@@ -411,12 +412,16 @@ def _effect_lines(summary, model) -> list[str]:
                     "in mind.", ""]
   cells = [f"{c} {d['mean']:+.1f} [{_fmt(d['low'], 1)}, {_fmt(d['high'], 1)}]"
            for c, d in effect["columns"].items()]
+  seeds = f"{effect['n']} seed" + ("s" if effect["n"] != 1 else "")
   lines.append(f"The oracle (a positive control, not a method of the paper: cross-entropy on "
                f"training images perturbed by the evaluation's own perturbations) against "
-               f"standard, {model}, {effect['n']} seeds, points with 95% intervals: "
+               f"standard, {model}, {seeds}, points with 95% intervals: "
                + "; ".join(cells) + ".")
   lines.append("")
-  if effect["visible"]:
+  if effect["n"] < 2:
+    lines.append("With one seed there is no interval yet: whether this protocol can see an "
+                 "effect is open until a second seed of each has run.")
+  elif effect["visible"]:
     lines.append(f"It beats standard with an interval above 0 on {len(effect['visible'])} of "
                  f"{len(effect['columns'])} perturbed columns ({', '.join(effect['visible'])}): "
                  "there, this protocol can see a robustness gain of about that size.")
