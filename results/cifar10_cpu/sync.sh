@@ -6,10 +6,12 @@
 #   bash results/cifar10_cpu/sync.sh seed WD      # here -> WD, on a fresh machine: finished runs are
 #                                                 # then skipped and the search is reused, not redone
 # Also copies gradcam/ (the Fig. 4 panel and CAM scores). Never copies checkpoints,
-# TensorBoard files or data.
+# TensorBoard files or data. STUDY and CONFIG (environment) name another study's folder and
+# report config; results/cifar10_cpu_v1/sync.sh is this script with the first edition's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE=results/cifar10_cpu
+HERE=${STUDY:-results/cifar10_cpu}
+CONFIG=${CONFIG:-configs/cifar10_cpu.py}
 mode=${1:?collect or seed}; WD=${2:?workdir}
 POLICY_FILES="policy_params.json policy.json policy_summary.txt policy_grid.png search_log.json"
 copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
@@ -38,7 +40,7 @@ copy_tree() {  # copy_tree FROM TO: results.json files and policy folders
 case $mode in
   collect)
     copy_tree "$WD" "$HERE"
-    python launch.py --config=configs/cifar10_cpu.py --workdir="$HERE" --mode=report > /dev/null
+    python launch.py --config="$CONFIG" --workdir="$HERE" --mode=report > /dev/null
     echo "collected into $HERE; report in $HERE/report/report.md" ;;
   seed)
     mkdir -p "$WD"; copy_tree "$HERE" "$WD"
