@@ -74,10 +74,9 @@ def load_archive(path: str, limit: int | None = None) -> dict[str, tuple[np.ndar
   return out
 
 
-def train_one(config, method: str, seed: int, data, policy, log_every: int):
-  """Trains one run; returns (model, variables, steps, wall seconds, last metrics)."""
-  c = config.copy_and_resolve_references()
-  c.method, c.seed = method, seed
+def train_one(c, data, policy, log_every: int):
+  """Trains the run of config ``c`` (method, seed); returns (model, variables, steps, wall s)."""
+  method, seed = c.method, c.seed
   train_x, train_y = data["train"]
   per_epoch = train_x.shape[0] // c.batch_size
   total = per_epoch * c.num_epochs
@@ -112,7 +111,7 @@ def train_one(config, method: str, seed: int, data, policy, log_every: int):
   variables = {"params": state.params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
-  return model, variables, total, time.perf_counter() - start, state
+  return model, variables, total, time.perf_counter() - start
 
 
 def eval_batches(test_x, test_y, batch_size: int):
@@ -159,10 +158,9 @@ def main(argv=None):
   print(f"decoded {data['train'][0].shape[0]} train / {data['test'][0].shape[0]} test images in "
         f"{time.perf_counter() - t0:.0f} s; devices {jax.devices()}", flush=True)
   for method in args.methods.split(","):
-    model, variables, steps, wall, _ = train_one(config, method, args.seed, data, policy,
-                                                 args.log_every)
     c = config.copy_and_resolve_references()
     c.method, c.seed = method, args.seed
+    model, variables, steps, wall = train_one(c, data, policy, args.log_every)
     t1 = time.perf_counter()
     sweep = robustness.robustness_sweep(c, model=model, variables=variables,
                                         batches=eval_batches(*data["test"], 1000))
