@@ -12,36 +12,6 @@ hosts, start one process per host with --distributed (see README). --verbose
 prints every metric window and info line as well.
 """
 
-import os
-import sys
-
-
-
-def _import_tensorflow_quietly() -> None:
-  """Imports TensorFlow (tf.data) with its C++ start-up lines sent to /dev/null.
-
-  Its oneDNN notice and absl's pre-initialisation warning go straight to file
-  descriptor 2 (TF_CPP_MIN_LOG_LEVEL does not silence them), so the descriptor
-  is pointed at /dev/null for the import only. Done before the config file
-  loads, which may import it too. Skipped with --verbose.
-  """
-  saved = os.dup(2)
-  null = os.open(os.devnull, os.O_WRONLY)
-  try:
-    os.dup2(null, 2)
-    try:
-      import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-    except ImportError:
-      pass
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(null)
-
-
-if not any(a in ("--verbose", "--verbose=true", "--verbose=True") for a in sys.argv[1:]):
-  _import_tensorflow_quietly()
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -89,8 +59,10 @@ def _run(argv):
     import jax  # pylint: disable=g-import-not-at-top
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")   # keep TensorFlow (tf.data) off the accelerators
+  # TensorFlow is imported only by runs whose data pipeline is tf.data (quietly, and kept
+  # off the accelerators: eriep_jax.data.sources.tf_module); memory-pipeline runs never load it.
+  from eriep_jax.data import sources  # pylint: disable=g-import-not-at-top
+  sources.QUIET_TENSORFLOW_IMPORT = not FLAGS.verbose
   # Keep the console to our metrics and progress: orbax logs every save at INFO.
   logging.get_absl_handler().addFilter(
       lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)

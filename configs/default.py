@@ -72,6 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.image_size = ml_collections.FieldReference(None, field_type=int)  # resize (e.g. 224 for ConvNeXt)
   c.data.eval_crop = "auto"   # auto | none | center (resize to 256/224 * size, centre crop; auto: center iff train_augment=imagenet or name=imagenet2012)
   c.data.skip_corrupt = False
+  # auto | tfdata | memory. auto: tf.data wherever TensorFlow imports, else memory.
+  # memory: demo and folder data decoded once into host arrays, no TensorFlow (memory.py).
+  c.data.pipeline = "auto"
   c.data.shuffle_buffer = 50_000
   c.data.num_train_examples = ml_collections.FieldReference(None, field_type=int)  # use a subset
 

@@ -49,9 +49,10 @@ def _env(devices):
               XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]))
 
 
-def _launch(workdir, *extra):
+def _launch(workdir, *extra, without_tensorflow=False):
   env = _env(devices=2)
-  cmd = [sys.executable, "launch.py", "--config=configs/demo.py", f"--workdir={workdir}",
+  script = "tests/launch_without_tensorflow.py" if without_tensorflow else "launch.py"
+  cmd = [sys.executable, script, "--config=configs/demo.py", f"--workdir={workdir}",
          *_OVERRIDES, *extra]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -60,7 +61,9 @@ def _launch(workdir, *extra):
 
 def test_launch_demo_end_to_end_and_as_two_processes(tmp_path):
   wd = tmp_path / "demo"
-  proc = _launch(wd)
+  # The whole job on a machine without TensorFlow: the demo's in-memory pipeline and the
+  # console writer; an import of TensorFlow anywhere on the way fails the run.
+  proc = _launch(wd, without_tensorflow=True)
   table = proc.stdout
   assert "| standard |" in table and "| eriep |" in table and "noise_0.2" in table
   comparison = json.loads((wd / "comparison.json").read_text())
@@ -79,7 +82,8 @@ def test_launch_demo_end_to_end_and_as_two_processes(tmp_path):
   assert (wd / "comparison.md").is_file()
   assert (wd / "search" / "policy.json").is_file()   # stage 1 ran once, shared by both methods
   # --mode=eval's reproduction of the scores is tested in process (test_experiment's sweep).
-  # The same job as two processes (multi-host path) trains to the same state.
+  # The same job as two processes (multi-host path) trains to the same state, there with
+  # the tf.data pipeline: the two pipelines give the demo's batches bit for bit.
   # In this test rather than its own so the one-process run is shared.
   _check_two_processes_match(wd, tmp_path / "two_processes")
 
@@ -160,8 +164,9 @@ def _check_two_processes_match(one, two):
   env = _env(devices=1)   # one device per process
   # First leg: SIGTERM to process 1 alone, once both train. They agree (every step here)
   # and both stop at the same step, save it and exit 0.
+  tfdata = ["--config.data.pipeline=tfdata"]
   outs = _two_processes(two, env, "first", sigterm_after=two / "standard" / "history.jsonl",
-                        extra=["--config.preemption_check_every_steps=1"])
+                        extra=["--config.preemption_check_every_steps=1", *tfdata])
   stops = [re.findall(r"training stopped at step (\d+) before the end", err) for _, err in outs]
   assert stops[0] and stops[0] == stops[1], [err[-2000:] for _, err in outs]
   stopped = int(stops[0][0])
@@ -171,7 +176,7 @@ def _check_two_processes_match(one, two):
   assert saved[-1] == stopped
   assert not (two / "eriep").exists()   # the job ended there
   # Second leg: the same command resumes and finishes.
-  outs = _two_processes(two, env, "second")
+  outs = _two_processes(two, env, "second", extra=tfdata)
   tables = [[line for line in out.splitlines() if line.startswith("| ")] for out, _ in outs]
   assert tables[0] and tables[0] == tables[1]   # every process prints the same table
   for method in ("standard", "eriep"):

@@ -6,9 +6,9 @@
     for batch in eval_iterator(config, 'test'):             # one pass, padded
       ...   # batch['mask'] is 0 on padding
 
-The pipeline functions live in `pipeline.py` and import TensorFlow, so they are
-resolved lazily: `import eriep_jax.data` stays free of TF until a pipeline
-attribute is used. `supcon_augment` and `two_views` (`views.py`) are SupContrast's
+The pipeline functions live in `pipeline.py`; their tf.data bodies (`tfdata.py`) import
+TensorFlow only when a run's `config.data.pipeline` resolves to 'tfdata', and the
+in-memory bodies (`memory.py`, demo and folder data) never do. `supcon_augment` and `two_views` (`views.py`) are SupContrast's
 training augmentation in JAX, on device: ``views = two_views(images, key)``
 gives (B, 2, H, W, C). The Table-2 evaluation perturbations are evaluation, not data
 loading: they live in `eriep_jax.evaluate.perturbations`.
@@ -21,6 +21,8 @@ _EXPORTS = {
     "DatasetInfo": "sources",
     "SOURCES": "sources",
     "check_data_config": "sources",
+    "uses_tensorflow": "sources",
+    "resolve_pipeline": "sources",
     "get_dataset_info": "pipeline",
     "train_iterator": "pipeline",
     "eval_iterator": "pipeline",
@@ -29,6 +31,7 @@ _EXPORTS = {
     "supcon_augment": "views",
     "two_views": "views",
 }
-_SUBMODULES = ("sources", "pipeline", "folder", "demo", "preprocess", "views")
+_SUBMODULES = ("sources", "pipeline", "tfdata", "memory", "folder", "demo", "preprocess",
+               "views")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

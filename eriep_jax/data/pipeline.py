@@ -31,23 +31,24 @@ Evaluation covers the split exactly once: process p reads every
 process_count-th example (indexed) or its `tfds.even_splits` part; every
 process yields the same number of batches, and the last ones are padded with
 zero images whose mask is 0.
+
+Two bodies keep this contract (`config.data.pipeline`, see `sources.resolve_pipeline`):
+tf.data (`tfdata.py`, the default wherever TensorFlow is installed) and host
+arrays (`memory.py`, demo and folder sources, no TensorFlow). This module holds
+the checks and sizes that both share and imports neither TensorFlow nor TFDS.
 """
 
-import itertools
-import math
 from typing import Iterator
 
 import flax.jax_utils
 import jax
 import numpy as np
-import tensorflow as tf
 
-from eriep_jax.data import folder as folder_lib
-from eriep_jax.data import preprocess
+from eriep_jax.data import memory
 from eriep_jax.data import sources
 from eriep_jax.data.sources import DatasetInfo
+from eriep_jax.data.sources import SUBSET_SEED
 
-SUBSET_SEED = 0
 DEVICE_PREFETCH = 2
 
 __all__ = ["DatasetInfo", "get_dataset_info", "train_iterator", "eval_iterator",
@@ -71,18 +72,18 @@ def _check_batch_size(batch_size: int, what: str = "batch size") -> int:
 
 def _train_augment(data_config) -> str:
   augment = data_config.train_augment
-  if augment not in preprocess.TRAIN_AUGMENTS:
+  if augment not in sources.TRAIN_AUGMENTS:
     raise ValueError(f"unknown config.data.train_augment {augment!r}; use one of "
-                     f"{', '.join(preprocess.TRAIN_AUGMENTS)}")
+                     f"{', '.join(sources.TRAIN_AUGMENTS)}")
   return augment
 
 
 def eval_crop(data_config) -> str:
   """'center' (resize + centre crop) or 'none'; 'auto' picks by augment/name."""
   crop = data_config.get("eval_crop", "auto")
-  if crop not in preprocess.EVAL_CROPS:
+  if crop not in sources.EVAL_CROPS:
     raise ValueError(f"unknown config.data.eval_crop {crop!r}; use one of "
-                     f"{', '.join(preprocess.EVAL_CROPS)}")
+                     f"{', '.join(sources.EVAL_CROPS)}")
   if crop == "auto":
     imagenet = (data_config.train_augment == "imagenet"
                 or (data_config.source == "tfds" and data_config.name == "imagenet2012"))
@@ -104,7 +105,7 @@ def _output_shape(data_config, raw_shape: tuple, *, train: bool) -> tuple:
   crop_like = (_train_augment(data_config) == "imagenet" if train
                else eval_crop(data_config) == "center")
   if crop_like:
-    size = size or preprocess.IMAGENET_SIZE
+    size = size or sources.IMAGENET_SIZE
   if size:
     return (size, size, channels)
   if None in raw_shape:
@@ -189,27 +190,6 @@ def _to_devices(batches: Iterator[dict]) -> Iterator[dict]:
   return flax.jax_utils.prefetch_to_device(map(_shard, batches), DEVICE_PREFETCH)
 
 
-def _epoch_seed(seed: int, epoch: int) -> tf.Tensor:
-  return tf.constant([seed, epoch], tf.int64)
-
-
-def _example_seed(base: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
-  return tf.random.experimental.stateless_fold_in(base, tf.cast(position, tf.int64))
-
-
-_DECODE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
-                  tf.errors.DataLossError)
-
-
-def _run(ds: tf.data.Dataset, source, paths, errors=_DECODE_ERRORS) -> Iterator[dict]:
-  """Iterates a tf.data pipeline, turning decode errors into named-file errors."""
-  try:
-    yield from ds.as_numpy_iterator()
-  except errors as e:
-    if paths is not None:
-      folder_lib.raise_corrupt(paths, e, channels=source.channels)
-    raise
-
 
 # ----------------------------------------------------------------------------
 # Training.
@@ -220,57 +200,6 @@ def _subset_indices(total: int, n: int) -> np.ndarray:
   if n == total:
     return np.arange(total)
   return np.random.default_rng(SUBSET_SEED).permutation(total)[:n]
-
-
-def _indexed_train_epoch(source, split, base_idx, *, seed, epoch, skip, spe,
-                         global_bs, augment, image_size, shape):
-  pidx, pcount = jax.process_index(), jax.process_count()
-  local = global_bs // pcount
-  order = base_idx[np.random.default_rng([seed, epoch]).permutation(len(base_idx))]
-  order = order[:spe * global_bs].reshape(spe, pcount, local)[:, pidx]
-  position = (np.arange(spe)[:, None] * global_bs + pidx * local
-              + np.arange(local)[None, :])
-  order, position = order[skip:].reshape(-1), position[skip:].reshape(-1)
-  labels = tf.constant(split.labels)
-  base = _epoch_seed(seed, epoch)
-
-  def load(i, pos):
-    seed = _example_seed(base, pos)
-    if augment == "imagenet" and split.read is not None:   # decode the window only
-      image = preprocess.decode_random_resized_crop(
-          split.read(i), seed, channels=source.channels, size=shape[0])
-    else:
-      image = preprocess.train_preprocess(split.load(i), seed, augment=augment,
-                                          image_size=image_size)
-    return {"image": tf.ensure_shape(image, shape), "label": tf.gather(labels, i)}
-
-  ds = tf.data.Dataset.from_tensor_slices((order, position))
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def _tfds_train_epoch(source, split_ds, n_local, *, seed, epoch, skip, spe,
-                      global_bs, augment, image_size, shape, buffer):
-  pidx, pcount = jax.process_index(), jax.process_count()
-  local = global_bs // pcount
-  base = _example_seed(_epoch_seed(seed, epoch), pidx)
-  ds = split_ds.shuffle(min(buffer, n_local), seed=(seed * 1_000_003 + epoch) % 2**31,
-                        reshuffle_each_iteration=False)
-  ds = ds.take(spe * local).enumerate().skip(skip * local)
-
-  def load(pos, example):
-    encoded, label = example
-    seed = _example_seed(base, pos)
-    if augment == "imagenet":   # decode the window only
-      image = preprocess.decode_random_resized_crop(
-          encoded, seed, channels=source.channels, size=shape[0])
-    else:
-      image = preprocess.train_preprocess(source.decode(encoded), seed,
-                                          augment=augment, image_size=image_size)
-    return {"image": tf.ensure_shape(image, shape), "label": label}
-
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def train_iterator(config, *, start_step: int = 0, seed: int | None = None,
@@ -309,39 +238,22 @@ def train_iterator(config, *, start_step: int = 0, seed: int | None = None,
   n = _num_train(config, source, num_examples)
   spe = steps_per_epoch(config, num_examples=n, batch_size=global_bs)
   first_epoch, first_skip = divmod(int(start_step), spe)
-  common = dict(seed=int(seed), spe=spe, global_bs=global_bs, augment=augment,
-                image_size=image_size, shape=shape)
+  common = dict(seed=int(seed), spe=spe, global_bs=global_bs, augment=augment)
 
-  if isinstance(source, sources.IndexedSource):
+  if isinstance(source, memory.ArraySource):
+    memory.check_options(data, augment=augment, image_size=image_size, crop=eval_crop(data),
+                         raw_shape=source.raw_shape)
     split = source.split("train")
-    base_idx = _subset_indices(split.num_examples, n)
-
-    def epochs():
-      for epoch in itertools.count(first_epoch):
-        skip = first_skip if epoch == first_epoch else 0
-        ds = _indexed_train_epoch(source, split, base_idx, epoch=epoch, skip=skip,
-                                  **common)
-        yield from _run(ds, source, split.paths)
+    batches = memory.train_batches(
+        split, _subset_indices(split.num_examples, n), first_epoch=first_epoch,
+        first_skip=first_skip, process_index=jax.process_index(),
+        process_count=jax.process_count(), **common)
   else:
-    pidx, pcount = jax.process_index(), jax.process_count()
-    total = source.num_examples("train")
-    if n < total:
-      full = source.as_dataset("train")
-      full = full.shuffle(min(total, data.shuffle_buffer), seed=SUBSET_SEED,
-                          reshuffle_each_iteration=False).take(n)
-      split_ds, n_local = full.shard(pcount, pidx), len(range(pidx, n, pcount))
-    else:
-      sub = source.process_split("train", pidx, pcount)
-      split_ds, n_local = source.as_dataset(sub), source.num_examples(sub)
-
-    def epochs():
-      for epoch in itertools.count(first_epoch):
-        skip = first_skip if epoch == first_epoch else 0
-        ds = _tfds_train_epoch(source, split_ds, n_local, epoch=epoch, skip=skip,
-                               buffer=data.shuffle_buffer, **common)
-        yield from _run(ds, source, None)
-
-  return _to_devices(epochs())
+    from eriep_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+    batches = tfdata.train_epochs(config, source, n, _subset_indices, first_epoch=first_epoch,
+                                  first_skip=first_skip, image_size=image_size, shape=shape,
+                                  **common)
+  return _to_devices(batches)
 
 
 # ----------------------------------------------------------------------------
@@ -379,44 +291,17 @@ def eval_iterator(config, split: str = "test", *,
   source = sources.get_source(data)
   shape = _output_shape(data, source.raw_shape, train=False)
   split = _eval_split_name(source, split)
-  pidx, pcount = jax.process_index(), jax.process_count()
-  local = global_bs // pcount
-
-  def prep(image, label, index):
-    image = preprocess.eval_preprocess(image, crop=crop, image_size=image_size)
-    return {"image": tf.ensure_shape(image, shape), "label": label,
-            "mask": tf.constant(1.0, tf.float32), "index": tf.cast(index, tf.int32)}
-
-  if isinstance(source, sources.IndexedSource):
-    sp = source.split(split)
-    total = sp.num_examples
-    idx = np.arange(pidx, total, pcount)
-    labels = tf.constant(sp.labels)
-    ds = tf.data.Dataset.from_tensor_slices(idx).map(
-        lambda i: prep(sp.load(i), tf.gather(labels, i), i),
-        num_parallel_calls=tf.data.AUTOTUNE)
-    n_local, paths = len(idx), sp.paths
+  if isinstance(source, memory.ArraySource):
+    memory.check_options(data, augment=_train_augment(data), image_size=image_size, crop=crop,
+                         raw_shape=source.raw_shape)
+    batches = memory.eval_batches(source.split(split), global_bs=global_bs,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
   else:
-    total = source.num_examples(split)
-    sub = source.process_split(split, pidx, pcount)
-    n_local = source.num_examples(sub)
-    # even_splits are contiguous: this process's first example follows the
-    # earlier processes' ones.
-    start = sum(source.num_examples(source.process_split(split, q, pcount))
-                for q in range(pidx))
-    ds = source.as_dataset(sub).enumerate(start).map(
-        lambda pos, example: prep(source.decode(example[0]), example[1], pos),
-        num_parallel_calls=tf.data.AUTOTUNE)
-    paths = None
-  # Every process yields the same number of batches (pmap needs all hosts).
-  num_batches = math.ceil(math.ceil(total / pcount) / local)
-  pad = num_batches * local - n_local
-  padding = tf.data.Dataset.from_tensors({
-      "image": tf.zeros(shape, tf.float32), "label": tf.constant(0, tf.int32),
-      "mask": tf.constant(0.0, tf.float32), "index": tf.constant(total, tf.int32)}).repeat(pad)
-  ds = ds.concatenate(padding).batch(local, drop_remainder=True)
-  ds = ds.prefetch(tf.data.AUTOTUNE)
-  return _to_devices(_run(ds, source, paths))
+    from eriep_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+    batches = tfdata.eval_batches(source, split, global_bs=global_bs, crop=crop,
+                                  image_size=image_size, shape=shape)
+  return _to_devices(batches)
 
 
 # ----------------------------------------------------------------------------
@@ -460,26 +345,14 @@ def heldout_arrays(config, *, num_examples: int, count: int,
     raise ValueError(f"no {split} example is left after the first {start} of {total}; use a "
                      "smaller search.num_examples or search.heldout_split='test'.")
 
-  def prep(image, label):
-    return {"image": tf.ensure_shape(
-        preprocess.eval_preprocess(image, crop=crop, image_size=image_size), shape),
-            "label": tf.cast(label, tf.int32)}
-
-  if isinstance(source, sources.IndexedSource):
+  if isinstance(source, memory.ArraySource):
+    memory.check_options(data, augment=_train_augment(data), image_size=image_size, crop=crop,
+                         raw_shape=source.raw_shape)
     sp = source.split(split)
     idx = (np.random.default_rng(SUBSET_SEED).permutation(total)[start:start + count]
            if split == "train" else np.arange(count))
-    labels = tf.constant(sp.labels)
-    ds = tf.data.Dataset.from_tensor_slices(idx).map(
-        lambda i: prep(sp.load(i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
-    paths = sp.paths
-  else:
-    ds = source.as_dataset(_eval_split_name(source, split))
-    if split == "train":   # the same stream `train_iterator` takes its subset from
-      ds = ds.shuffle(min(total, data.shuffle_buffer), seed=SUBSET_SEED,
-                      reshuffle_each_iteration=False)
-    ds = ds.skip(start).take(count).map(lambda e, y: prep(source.decode(e), y),
-                                        num_parallel_calls=tf.data.AUTOTUNE)
-    paths = None
-  batches = list(_run(ds.batch(256), source, paths))
+    return {"image": memory.to_float(sp.images[idx]), "label": sp.labels[idx].astype(np.int32)}
+  from eriep_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+  batches = tfdata.heldout(config, source, split, total=total, start=start, count=count,
+                           crop=crop, image_size=image_size, shape=shape)
   return {k: np.concatenate([b[k] for b in batches]) for k in ("image", "label")}

@@ -23,11 +23,9 @@ image_size) or `center`: resize the shorter side to image_size * 256 / 224
 
 import tensorflow as tf
 
-TRAIN_AUGMENTS = ("none", "crop_flip", "imagenet")
-EVAL_CROPS = ("auto", "none", "center")
+from eriep_jax.data.sources import EVAL_CROPS, IMAGENET_SIZE, TRAIN_AUGMENTS  # pylint: disable=unused-import
 
 CIFAR_PADDING = 4
-IMAGENET_SIZE = 224
 IMAGENET_RESIZE_RATIO = 256 / 224
 IMAGENET_AREA = (0.08, 1.0)
 IMAGENET_ASPECT = (3 / 4, 4 / 3)

@@ -15,28 +15,115 @@ example indices per epoch and loads examples by index, so skipping ahead to a
 step costs nothing. TFDS sources are *streamed*: the pipeline shuffles the
 record stream with a per-epoch seed.
 
-Importing this module imports TensorFlow and hides every GPU from it, so
-TensorFlow never takes accelerator memory from JAX.
+`config.data.pipeline` selects how batches are made (`resolve_pipeline`):
 
-TensorFlow Datasets is imported inside the TFDS functions: folder and demo sources never load it.
+  tfdata  tf.data (this module's IndexedSource and TfdsSource); the default
+          wherever TensorFlow is installed, and the only path for TFDS.
+  memory  demo and folder sources decoded once into host arrays (`memory.py`),
+          without TensorFlow: for machines that have no TensorFlow, and for
+          the demo, whose 1,797 images are born as arrays.
+  auto    tfdata when TensorFlow can be imported, else memory.
+
+TensorFlow is imported (and every GPU hidden from it, so that it never takes
+accelerator memory from JAX) only when a tf.data source is built: importing
+this module costs no TensorFlow. TensorFlow Datasets is imported inside the
+TFDS functions: folder and demo sources never load it.
 """
 
 import functools
+import importlib.util
 import pathlib
-from typing import Callable, NamedTuple
+import sys
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
-try:
-  tf.config.set_visible_devices([], "GPU")
-except RuntimeError:   # TF already initialised its devices; nothing to hide.
-  pass
-
-from eriep_jax.data import demo as demo_lib  # pylint: disable=g-import-not-at-top
-from eriep_jax.data import folder as folder_lib  # pylint: disable=g-import-not-at-top
+from eriep_jax.data import demo as demo_lib
+from eriep_jax.data import folder as folder_lib
 
 SOURCES = ("tfds", "folder", "demo")
+PIPELINES = ("auto", "tfdata", "memory")
+MEMORY_SOURCES = ("demo", "folder")
+TRAIN_AUGMENTS = ("none", "crop_flip", "imagenet")
+EVAL_CROPS = ("auto", "none", "center")
+IMAGENET_SIZE = 224
+SUBSET_SEED = 0   # the fixed shuffle that training subsets (the search's images) come from
+
+
+def tensorflow_available() -> bool:
+  """Whether ``import tensorflow`` can succeed here, without importing it."""
+  if "tensorflow" in sys.modules:
+    return sys.modules["tensorflow"] is not None
+  try:
+    return importlib.util.find_spec("tensorflow") is not None
+  except (ImportError, ValueError):
+    return False
+
+
+# launch.py sets this to False for --verbose.
+QUIET_TENSORFLOW_IMPORT = True
+
+
+def _import_tensorflow_quietly():
+  # TensorFlow's oneDNN notice and absl's pre-initialisation warning go straight to file
+  # descriptor 2 (TF_CPP_MIN_LOG_LEVEL does not silence them), so the descriptor points at
+  # /dev/null for the import only.
+  import os  # pylint: disable=g-import-not-at-top
+  saved = os.dup(2)
+  null = os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(null, 2)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(null)
+  return tf
+
+
+@functools.lru_cache(maxsize=1)
+def tf_module():
+  """Imports TensorFlow once (quietly unless ``--verbose``) and hides every GPU from it."""
+  if QUIET_TENSORFLOW_IMPORT and "tensorflow" not in sys.modules:
+    tf = _import_tensorflow_quietly()
+  else:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:   # TF already initialised its devices; nothing to hide.
+    pass
+  return tf
+
+
+def uses_tensorflow(data_config) -> bool:
+  """Whether a run of ``config.data`` imports TensorFlow (its pipeline is tf.data)."""
+  return resolve_pipeline(data_config) == "tfdata"
+
+
+def resolve_pipeline(data_config) -> str:
+  """'tfdata' or 'memory': what ``config.data.pipeline`` means on this machine.
+
+  Raises:
+    ValueError: for an unknown pipeline, a memory pipeline for TFDS data, or a
+      tf.data pipeline without TensorFlow; the sentence names the fix.
+  """
+  pipeline = data_config.get("pipeline", "auto")
+  source = data_config.source
+  if pipeline not in PIPELINES:
+    raise ValueError(f"unknown config.data.pipeline {pipeline!r}; use one of {PIPELINES}.")
+  if pipeline == "memory" and source not in MEMORY_SOURCES:
+    raise ValueError(f"config.data.pipeline='memory' reads only {MEMORY_SOURCES} sources, not "
+                     f"data.source={source!r}; use pipeline='tfdata' (or 'auto') for TFDS data.")
+  if pipeline == "memory":
+    return "memory"
+  if tensorflow_available():
+    return "tfdata"
+  if pipeline == "tfdata" or source not in MEMORY_SOURCES:
+    raise ValueError(
+        f"data.source={source!r} with config.data.pipeline={pipeline!r} needs TensorFlow, "
+        "which cannot be imported here; install tensorflow (and tensorflow-datasets for TFDS), "
+        "or use data.source='folder' or 'demo' with config.data.pipeline='memory'.")
+  return "memory"
 
 
 class DatasetInfo(NamedTuple):
@@ -71,9 +158,9 @@ class IndexedSplit(NamedTuple):
   """
   num_examples: int
   labels: np.ndarray
-  load: Callable[[tf.Tensor], tf.Tensor]
+  load: Callable[[Any], Any]
   paths: np.ndarray | None
-  read: Callable[[tf.Tensor], tf.Tensor] | None = None
+  read: Callable[[Any], Any] | None = None
 
 
 class IndexedSource:
@@ -102,6 +189,7 @@ def _demo_source() -> IndexedSource:
 
   def make(split):
     images, labels = data[split]
+    tf = tf_module()
     table = tf.constant(images)
     return IndexedSplit(len(labels), labels, lambda i: tf.gather(table, i), None)
 
@@ -117,6 +205,7 @@ def _folder_source(root: str, archive: str | None, skip_corrupt: bool) -> Indexe
     raise ValueError(f"image folder {str(path)!r} has no train/ folder (found "
                      f"{splits}); use the layout <root>/{{train,test}}/<class>/<image>")
   channels = 3
+  tf = tf_module()
 
   def make(split):
     listing = folder_lib.list_split(str(path), split, skip_corrupt=skip_corrupt,
@@ -147,6 +236,7 @@ class TfdsSource:
   """A TFDS data set, read as a stream of records."""
 
   def __init__(self, name: str, data_dir: str | None):
+    tf_module()
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     self._tfds = tfds
     try:
@@ -184,7 +274,7 @@ class TfdsSource:
     splits = list(self.builder.info.splits) if self.builder.info.splits else ["train"]
     try:   # as_dataset never downloads: it fails at once when files are missing.
       self.builder.as_dataset(split=splits[0])
-    except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
+    except (AssertionError, FileNotFoundError, tf_module().errors.NotFoundError) as e:
       raise FileNotFoundError(self._where()) from e
 
   def resolve_split(self, split: str) -> str:
@@ -196,9 +286,9 @@ class TfdsSource:
     raise ValueError(f"split {split!r} does not exist in {self.name!r}; use one "
                      f"of {known}")
 
-  def as_dataset(self, split: str) -> tf.data.Dataset:
-    """(image bytes, label) records of `split`, in file order."""
-    tfds = self._tfds
+  def as_dataset(self, split: str):
+    """(image bytes, label) records of `split`, in file order (a tf.data.Dataset)."""
+    tfds, tf = self._tfds, tf_module()
     ds = self.builder.as_dataset(
         split=split, shuffle_files=False,
         decoders={"image": tfds.decode.SkipDecoding()},
@@ -215,8 +305,8 @@ class TfdsSource:
     """The sub-split this process reads (tfds.even_splits)."""
     return split if count == 1 else self._tfds.even_splits(split, n=count)[index]
 
-  def decode(self, image: tf.Tensor) -> tf.Tensor:
-    return tf.io.decode_image(image, channels=self.channels, expand_animations=False)
+  def decode(self, image):
+    return tf_module().io.decode_image(image, channels=self.channels, expand_animations=False)
 
 
 def tfds_builder_name(name: str) -> str:
@@ -245,7 +335,10 @@ def check_data_config(data_config) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt):
+def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt, pipeline):
+  if pipeline == "memory":
+    from eriep_jax.data import memory  # pylint: disable=g-import-not-at-top
+    return memory.array_source(source, root, archive, skip_corrupt)
   if source == "demo":
     return _demo_source()
   if source == "folder":
@@ -253,14 +346,15 @@ def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt
   return TfdsSource(name, data_dir)
 
 
-def get_source(data_config) -> IndexedSource | TfdsSource:
+def get_source(data_config):
   """Builds (once per process) the source that `config.data` selects.
 
   Args:
     data_config: `config.data`.
 
   Returns:
-    An IndexedSource (folder, demo) or a TfdsSource.
+    An IndexedSource (folder, demo) or a TfdsSource for the tf.data pipeline,
+    or a `memory.ArraySource` for the in-memory one (`resolve_pipeline`).
 
   Raises:
     ValueError: for an unknown source or data set name, a missing folder.
@@ -273,4 +367,5 @@ def get_source(data_config) -> IndexedSource | TfdsSource:
   root = data_config.get("root")
   root = str(pathlib.Path(root).expanduser().resolve()) if root else None
   return _cached_source(source, data_config.name, data_config.get("data_dir"), root,
-                        data_config.get("archive"), bool(data_config.get("skip_corrupt")))
+                        data_config.get("archive"), bool(data_config.get("skip_corrupt")),
+                        resolve_pipeline(data_config))

@@ -695,6 +695,20 @@ def _policy_changes(results) -> list[dict[str, Any]]:
   return out
 
 
+def can_plot(config: Any = None) -> bool:
+  """Whether to draw figures: ``config.write_plots`` (default True) and matplotlib installed.
+
+  A machine without matplotlib (the project's GPU machine) still gets every table and JSON.
+  """
+  if config is not None and not config.get("write_plots", True):
+    return False
+  try:
+    import matplotlib  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
 def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
   """Builds ``<workdir>/report/`` from the finished runs below ``workdir``.
 
@@ -724,13 +738,14 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
   out_dir = os.path.join(workdir, "report")
   os.makedirs(out_dir, exist_ok=True)
   files = {}
-  if _plot_fig2(summary, main, os.path.join(out_dir, "fig2_noise.png")):
+  plots = can_plot(config)
+  if plots and _plot_fig2(summary, main, os.path.join(out_dir, "fig2_noise.png")):
     files["fig2"] = "fig2_noise.png"
-  if _plot_fig3(summary, os.path.join(out_dir, "fig3_depth.png")):
+  if plots and _plot_fig3(summary, os.path.join(out_dir, "fig3_depth.png")):
     files["fig3"] = "fig3_depth.png"
-  if _plot_differences(summary, main, os.path.join(out_dir, "differences.png")):
+  if plots and _plot_differences(summary, main, os.path.join(out_dir, "differences.png")):
     files["differences"] = "differences.png"
-  if _plot_drift(results, main, os.path.join(out_dir, "policy_drift.png")):
+  if plots and _plot_drift(results, main, os.path.join(out_dir, "policy_drift.png")):
     files["drift"] = "policy_drift.png"
   panel = os.path.join(workdir, "gradcam", "fig4_panel.png")
   if os.path.isfile(panel):

@@ -5,6 +5,7 @@ A search workdir holds ``policy_checkpoint/`` (orbax), ``policy_params.json``
 ``policy_summary.txt``, ``policy_grid.png`` and ``search_log.json``.
 """
 
+import importlib.util
 import os
 import pathlib
 from typing import Any, Mapping, Optional
@@ -38,7 +39,8 @@ def save_policy(params: Any, workdir: os.PathLike, *, images: Optional[np.ndarra
   Args:
     params: the :class:`~eriep_jax.policy.PolicyParams` (on the host).
     workdir: output folder (created).
-    images: a few clean images (B, H, W, C) for the PNG grid; no grid if None.
+    images: a few clean images (B, H, W, C) for the PNG grid; no grid if None
+      or without matplotlib.
     key: PRNG key for the grid's perturbations.
 
   Returns:
@@ -57,7 +59,7 @@ def save_policy(params: Any, workdir: os.PathLike, *, images: Optional[np.ndarra
   table = discrete.summary()
   paths["summary"].write_text(table + "\n", encoding="utf-8")
   print(table, flush=True)
-  if images is not None:
+  if images is not None and importlib.util.find_spec("matplotlib") is not None:
     paths["grid"] = workdir / GRID_PNG
     policy_lib.save_grid(params, images, paths["grid"],
                          jax.random.key(0) if key is None else key)

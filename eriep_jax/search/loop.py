@@ -113,7 +113,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
   heldout = _heldout(config, examples)
   batches = data_lib.train_iterator(config, seed=seed, num_examples=examples,
                                     batch_size=s.batch_size)
-  writer = writers.create_writer(str(workdir), just_logging=jax.process_index() > 0)
+  writer = writers.create_writer(str(workdir), just_logging=jax.process_index() > 0,
+                                 tensorboard=data_lib.uses_tensorflow(config.data))
   log_every = max(1, int(s.get("log_every_steps", config.get("log_every_steps", 50))))
   grid_images = None
   logging.info("stage-1 search: %d steps of %d images on %d devices, %d examples",

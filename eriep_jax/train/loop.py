@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 from absl import logging
 from clu import metrics as clu_metrics
-from clu import periodic_actions
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -154,6 +153,27 @@ class _WindowMetrics:
     return {k: float(a.compute()) for k, a in self.averages.items()}
 
 
+class _StepRate:
+  """Writes steps_per_sec every ``every`` steps and logs the time left (no TensorFlow needed)."""
+
+  def __init__(self, writer, total_steps: int, every: int):
+    self._writer, self._total, self._every = writer, int(total_steps), max(1, int(every))
+    self._last_step = self._last_time = None
+
+  def __call__(self, step: int) -> None:
+    now = time.perf_counter()
+    if self._last_step is None:
+      self._last_step, self._last_time = step, now
+      return
+    if step % self._every and step != self._total:
+      return
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._writer.write_scalars(step, {"steps_per_sec": rate})
+    logging.info("step %d of %d, %.2f steps/s, %.1f min left", step, self._total, rate,
+                 (self._total - step) / max(rate, 1e-9) / 60)
+    self._last_step, self._last_time = step, now
+
+
 class PreemptionFlag:
   """Set by SIGTERM (cluster preemption); the loop checkpoints and returns.
 
@@ -268,7 +288,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   del state
 
   is_main = jax.process_index() == 0
-  writer = writers.create_writer(workdir, just_logging=not is_main)
+  writer = writers.create_writer(workdir, just_logging=not is_main,
+                                 tensorboard=data.uses_tensorflow(config.data))
   history_path = os.path.join(workdir, HISTORY_FILE)
   full_history = read_history(history_path, start) if resuming else []
   if is_main:
@@ -291,8 +312,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   last_good_ckpt = checkpointer.latest_step()
   step, pending = start, None
   t_start = time.perf_counter()
-  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                           every_steps=config.log_every_steps, every_secs=None)
+  report = _StepRate(writer, total_steps, config.log_every_steps)
   window = None
   check_every = int(config.get("preemption_check_every_steps", 10))
 
