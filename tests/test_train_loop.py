@@ -112,6 +112,24 @@ def test_foreign_workdir_is_refused_and_untouched(straight):
   assert out.step == 2 * K and out.history == []
 
 
+def test_window_metrics_fetch_once_check_every_step_and_average():
+  # The steps' metrics stay on the device until the window is drained; then every step
+  # is checked (the first bad one named) and the window's means are the plain averages.
+  window = loop._WindowMetrics()
+  ones = jnp.ones((2,))
+  for step, loss in ((1, 2.0), (2, 4.0), (3, 9.0)):
+    window.add(step, {"loss": loss * ones, "accuracy": 0.5 * step * ones, "finite": ones})
+  window.drain(lambda s, m: pytest.fail(f"step {s} flagged"))
+  assert window.pending == []
+  assert window.compute() == {"loss": 5.0, "accuracy": 1.0}
+  bad = []
+  window.add(4, {"loss": 1.0 * ones, "accuracy": ones, "finite": ones})
+  window.add(5, {"loss": jnp.nan * ones, "accuracy": ones, "finite": ones})
+  window.add(6, {"loss": 1.0 * ones, "accuracy": ones, "finite": 0 * ones})
+  window.drain(lambda s, m: bad.append(s))
+  assert bad == [5, 6]
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, compile_cache):
   from eriep_jax import policy
   from eriep_jax.train import state as state_lib
@@ -133,6 +151,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, compile_cache
   state, meta = checkpointer.restore(abstract)
   checkpointer.close()
   assert meta["step"] == last
+  for leaf in jax.tree.leaves(state.params):   # the kept checkpoint is a good one
+    assert np.all(np.isfinite(np.asarray(leaf)))
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
 
 
