@@ -23,6 +23,7 @@ SHARED = REPO_ROOT.parent / "shared"
 # pytest -n 2 one worker runs them while the other works through the rest, and neither
 # idles at the end waiting for a long test that was handed out last.
 _LONGEST_FIRST = ("test_launch.py::test_launch_demo_end_to_end_and_as_two_processes",
+                  "test_notebook.py::test_quickstart_notebook_runs_and_its_models_learn",
                   "test_train_loop.py::test_sigkill_at_random_moments_then_resume")
 
 
