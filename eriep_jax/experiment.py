@@ -302,12 +302,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _save_final_grid(config: ml_collections.ConfigDict, workdir: str, params: Any) -> None:
   """The EPM after stage 2 as a grid PNG, on the first 8 test images (a visual of its drift).
 
-  Skipped with ``write_plots=False`` or without matplotlib (`report.can_plot`).
+  Skipped without matplotlib (`report.can_plot`).
 
   The images and the key are the same for every run of a sweep, so the grids
   of two variants differ only by their policies.
   """
-  if not report_lib.can_plot(config):
+  if not report_lib.can_plot():
     return
   try:
     batch = next(iter(data.eval_iterator(config, "test", batch_size=jax.device_count() * 8)))

@@ -275,3 +275,15 @@ def test_the_first_and_second_editions_side_by_side(tmp_path):
   md = report.write_report(str(new), config=config)["markdown"]
   assert "## Against the first edition" in md
   assert "| cnn8 eriep seed 0 | 71.00 -> 72.25 (+1.25) | 52.50 -> 50.00 (-2.50) |" in md
+
+
+def test_without_matplotlib_the_report_keeps_its_tables_and_draws_nothing(tmp_path, monkeypatch):
+  # The project's GPU machine has no matplotlib: the report must still be written.
+  with_plots = report.write_report(str(_sweep(tmp_path / "a")))
+  assert "fig2" in with_plots["files"] and (tmp_path / "a" / "report" / "fig2_noise.png").exists()
+  monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+  assert not report.can_plot()
+  out = report.write_report(str(_sweep(tmp_path / "b")))
+  assert out["files"] == {} or not any(f.endswith(".png") for f in out["files"].values())
+  assert not list((tmp_path / "b" / "report").glob("*.png"))
+  assert out["verdicts"] == with_plots["verdicts"] and "![" not in out["markdown"]

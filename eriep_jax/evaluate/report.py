@@ -695,13 +695,13 @@ def _policy_changes(results) -> list[dict[str, Any]]:
   return out
 
 
-def can_plot(config: Any = None) -> bool:
-  """Whether to draw figures: ``config.write_plots`` (default True) and matplotlib installed.
+def can_plot() -> bool:
+  """Whether matplotlib is installed, so figures can be drawn.
 
-  A machine without matplotlib (the project's GPU machine) still gets every table and JSON.
+  A machine without it (the project's GPU machine) still gets every table and JSON; the
+  report's figures and the policy grids are skipped there. (``config.write_plots`` governs
+  only the runs' noise-sweep plots, as before.)
   """
-  if config is not None and not config.get("write_plots", True):
-    return False
   try:
     import matplotlib  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
@@ -738,7 +738,7 @@ def write_report(workdir: str, *, config: Any = None) -> dict[str, Any]:
   out_dir = os.path.join(workdir, "report")
   os.makedirs(out_dir, exist_ok=True)
   files = {}
-  plots = can_plot(config)
+  plots = can_plot()
   if plots and _plot_fig2(summary, main, os.path.join(out_dir, "fig2_noise.png")):
     files["fig2"] = "fig2_noise.png"
   if plots and _plot_fig3(summary, os.path.join(out_dir, "fig3_depth.png")):
