@@ -22,7 +22,7 @@ _EXPORTS = {
     "PolicyConfig": "policy",
     "Policy": "policy",
     "discretize": "policy",
-    "load_policy": "search",
+    "load_policy": "policy.files",
     # Eq. (9) and the reference sync, for users' own loops.
     "eriep_loss": "losses",
     "sync_reference": "losses",

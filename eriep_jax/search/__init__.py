@@ -53,10 +53,10 @@ chance or no p or mu moved by more than 0.05. ``search_log.json`` keeps it.
 from eriep_jax.config_checks import check_search_config
 from eriep_jax.search.critic import backbone_options, build_critic, critic_apply
 from eriep_jax.search.health import search_health, summary_lines
-from eriep_jax.search.io import (CHECKPOINT_DIR, GRID_PNG, INITIAL_PARAMS_JSON, PARAMS_JSON,
-                                 POLICY_JSON,
-                                 SEARCH_LOG, SUMMARY_TXT, is_finished, load_policy,
-                                 params_from_policy, save_policy)
+from eriep_jax.policy.files import (CHECKPOINT_DIR, GRID_PNG, INITIAL_PARAMS_JSON, PARAMS_JSON,
+                                    POLICY_JSON,
+                                    SEARCH_LOG, SUMMARY_TXT, is_finished, load_policy,
+                                    params_from_policy, save_policy)
 from eriep_jax.search.loop import resolve_policy, run_search
 from eriep_jax.search.step import (SearchState, control_step, create_search_state,
                                    make_control_step, make_search_step, search_step)

@@ -27,7 +27,7 @@ from eriep_jax import rng
 from eriep_jax import writers
 from eriep_jax.search import critic as critic_lib
 from eriep_jax.search import health
-from eriep_jax.search import io
+from eriep_jax.policy import files as policy_files
 from eriep_jax.search import step as step_lib
 
 __all__ = ["run_search", "resolve_policy"]
@@ -172,13 +172,13 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
     logging.warning("%s", warning)
     print(f"WARNING: {warning}", flush=True)
   # The log is written before the policy: a policy file marks a finished search.
-  (workdir / io.SEARCH_LOG).write_text(json.dumps(
+  (workdir / policy_files.SEARCH_LOG).write_text(json.dumps(
       {"num_steps": total_steps, "num_examples": examples, "batch_size": s.batch_size,
        "seed": seed, "wall_time_s": wall, "settings": _settings(config), "health": report,
        "log": log}, indent=1), encoding="utf-8")
-  (workdir / io.INITIAL_PARAMS_JSON).write_text(policy_lib.params_to_json(initial_policy),
+  (workdir / policy_files.INITIAL_PARAMS_JSON).write_text(policy_lib.params_to_json(initial_policy),
                                                 encoding="utf-8")
-  io.save_policy(params, workdir, images=grid_images, key=key_grid)
+  policy_files.save_policy(params, workdir, images=grid_images, key=key_grid)
   return params
 
 
@@ -326,6 +326,6 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,
   if source == "search":
     return run_search(config, pathlib.Path(workdir) / "search")
   if source == "random":
-    return io.params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
+    return policy_files.params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
                                                        config.policy), config.policy)
-  return io.load_policy(source, config, setting="config.policy.source")
+  return policy_files.load_policy(source, config, setting="config.policy.source")

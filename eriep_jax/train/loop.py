@@ -46,7 +46,7 @@ from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import writers
 from eriep_jax.models import contrastive
-from eriep_jax.search import io as search_io
+from eriep_jax.policy import files as policy_files
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
@@ -281,7 +281,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                          "eriep_jax.experiment.run (or launch.py); pass initial_policy= to "
                          "train() when calling it directly.")
       else:
-        initial_policy = search_io.load_policy(config.policy.source, config,
+        initial_policy = policy_files.load_policy(config.policy.source, config,
                                                setting="config.policy.source")
     state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
                                          tx=tx, policy_tx=policy_tx)

@@ -1,4 +1,7 @@
-"""Stage-1 policy I/O: the files a search writes, and loading a policy from any of them.
+"""Policy files: what a stage-1 search writes, and loading a policy from any of them.
+
+The policy package's own I/O (it was ``eriep_jax.search.io``): stage 1 writes these files and
+stage 2 reads them, so it sits below both, and neither stage imports the other.
 
 A search workdir holds ``policy_checkpoint/`` (orbax), ``policy_params.json``
 (the raw parameters, exact), ``policy_init.json`` (the policy it started from), ``policy.json`` (the discretised Policy),
