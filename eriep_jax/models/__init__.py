@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
-from eriep_jax.models._common import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
-                                      NORMS, canonical_dtype, validate_stats)
+from eriep_jax.models._common import (BN_MOMENTUM, CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN,
+                                      IMAGENET_STD, NORMS, canonical_dtype, validate_stats)
 from eriep_jax.models.cnn import CNN_LAYERS, ConvNet
 from eriep_jax.models.convnext import CONVNEXT_CONFIGS, ConvNeXt
 from eriep_jax.models.resnet import RESNET_CONFIGS, STEMS, ResNet
@@ -50,7 +50,7 @@ from eriep_jax.models.wideresnet import WRN_CONFIGS, WideResNet
 
 __all__ = [
     "get_model", "list_models", "ConvNet", "ResNet", "ConvNeXt", "WideResNet", "NORMS",
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
+    "BN_MOMENTUM", "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
 _COMMON_OPTIONS = ("width", "batch_norm", "dtype", "normalize", "mean", "std", "bn_axis_name")

@@ -50,7 +50,7 @@ and a warning with the likely cause and the fix when f is within 5 points of
 chance or no p or mu moved by more than 0.05. ``search_log.json`` keeps it.
 """
 
-from eriep_jax.config_checks import check_search_config
+from eriep_jax.search.checks import check_search_config
 from eriep_jax.search.critic import backbone_options, build_critic, critic_apply
 from eriep_jax.search.health import search_health, summary_lines
 from eriep_jax.policy.files import (CHECKPOINT_DIR, GRID_PNG, INITIAL_PARAMS_JSON, PARAMS_JSON,

@@ -18,13 +18,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from eriep_jax import config_checks
 from eriep_jax import data as data_lib
-from eriep_jax.models import _common as model_common
+from eriep_jax import models
 from eriep_jax import parallel
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import writers
+from eriep_jax.search import checks
 from eriep_jax.search import critic as critic_lib
 from eriep_jax.search import health
 from eriep_jax.policy import files as policy_files
@@ -91,7 +91,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: os.PathLike) -> Any:
     ValueError: for bad ``config.search`` values (before any compute).
   """
   num_devices = jax.local_device_count()
-  config_checks.check_search_config(config, num_devices=num_devices)
+  checks.check_search_config(config, num_devices=num_devices)
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   s = config.search
@@ -223,7 +223,7 @@ def real_batch_stats(critic_module: Any, variables: Any, batches: Sequence[np.nd
   stats = variables.get("batch_stats")
   if stats is None or not batches:
     return None
-  momentum = model_common.BN_MOMENTUM
+  momentum = models.BN_MOMENTUM
 
   per_batch = [_batch_stats(critic_module, variables, x, momentum) for x in batches]
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *per_batch)

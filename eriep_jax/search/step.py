@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from eriep_jax import config_checks
 from eriep_jax import losses
 from eriep_jax import policy as policy_lib
+from eriep_jax.search import checks
 from eriep_jax.search import critic as critic_lib
 
 __all__ = ["SearchState", "create_search_state", "search_step", "make_search_step",
@@ -251,7 +251,7 @@ def make_search_step(config: ml_collections.ConfigDict, critic_module: Any, *,
     batch of shape (devices, B, ...) and one key (broadcast to every device);
     ``axis_name='batch'``; the state is donated.
   """
-  config_checks.check_search_config(config, num_devices=1)
+  checks.check_search_config(config, num_devices=1)
   tx = _adam(config.search)
   step = functools.partial(search_step, critic_module=critic_module, critic_tx=tx, policy_tx=tx,
                            eps=float(config.search.eps), lambda_gp=float(config.search.lambda_gp),

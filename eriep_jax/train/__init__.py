@@ -23,7 +23,8 @@ _EXPORTS = {
     "train": "loop",
     "Checkpointer": "checkpoint",
     "config_fingerprint": "checkpoint",
+    "check_config": "checks",
 }
-_SUBMODULES = ("state", "step", "loop", "checkpoint")
+_SUBMODULES = ("state", "step", "loop", "checkpoint", "checks")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)

@@ -3,7 +3,7 @@
 Entry points (``eriep_jax.experiment`` drives them)::
 
   out = train(config, workdir)                   # one method, returns state and history
-  config_checks.check_config(config)             # every bad value, before compute
+  checks.check_config(config)             # every bad value, before compute
 
 A rerun with the same workdir resumes from the latest checkpoint (state, data
 position and key), and reproduces the straight run exactly. The policy's
@@ -38,7 +38,6 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from eriep_jax import config_checks
 from eriep_jax import data
 from eriep_jax import models
 from eriep_jax import parallel
@@ -48,6 +47,7 @@ from eriep_jax import writers
 from eriep_jax.models import contrastive
 from eriep_jax.policy import files as policy_files
 from eriep_jax.train import checkpoint as ckpt_lib
+from eriep_jax.train import checks
 from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
 
@@ -240,7 +240,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: for a bad config or an incompatible workdir.
     FloatingPointError: on a non-finite loss; the last good checkpoint is kept.
   """
-  config_checks.check_config(config)
+  checks.check_config(config)
   if config.method == "oracle" and oracle_fn is None:
     raise ValueError("method 'oracle' needs oracle_fn=eriep_jax.evaluate.perturbations.oracle "
                      "(eriep_jax.experiment passes it); pass it to train(...).")
