@@ -54,6 +54,7 @@ from eriep_jax import data
 from eriep_jax import policy as policy_lib
 from eriep_jax import rng
 from eriep_jax import search
+from eriep_jax.policy import files as policy_files
 from eriep_jax.evaluate import corruptions as corruptions_lib
 from eriep_jax.evaluate import gradcam as gradcam_lib
 from eriep_jax.evaluate import perturbations as perturbations_lib
@@ -176,27 +177,24 @@ def prepare_policy(config: ml_collections.ConfigDict, workdir: str) -> policy_li
   Returns:
     The stage-2 initial :class:`~eriep_jax.policy.PolicyParams`.
   """
-  source = config.policy.source
-  if source == "search":
+  def search_once():   # a finished search in this workdir is reused, not redone
     directory = os.path.join(workdir, "search")
     if search.is_finished(directory):
       print(f"reusing the finished stage-1 search in {directory}", flush=True)
       return search.load_policy(directory, config)
     return search.run_search(config, directory)
-  if source == "random":
-    directory = pathlib.Path(workdir) / RANDOM_POLICY_DIR
-    discrete = policy_lib.random_policy(int(config.policy.get("seed", 0)), config.policy)
-    params = search.params_from_policy(discrete, config.policy)
-    if not (directory / search.PARAMS_JSON).is_file():
-      images = next(iter(data.eval_iterator(config, "test", batch_size=jax.local_device_count()
-                                            * 8)))["image"]
-      images = jax.device_get(images).reshape((-1,) + tuple(images.shape[2:]))[:8]
-      search.save_policy(params, directory, images=images,
-                         key=rng.purpose_key(int(config.policy.get("seed", 0)), "policy"))
-    return params
-  if source == "init":
-    return policy_lib.init_policy(rng.purpose_key(int(config.seed), "policy"), config.policy)
-  return search.load_policy(source, config, setting="config.policy.source")
+
+  params = policy_files.resolve_source(config, rng.purpose_key(int(config.seed), "policy"),
+                                       run_search=search_once)
+  directory = pathlib.Path(workdir) / RANDOM_POLICY_DIR
+  if config.policy.source == "random" and not (directory / search.PARAMS_JSON).is_file():
+    # The random control's files, once per job: its grid beside the searched policy's.
+    images = next(iter(data.eval_iterator(config, "test", batch_size=jax.local_device_count()
+                                          * 8)))["image"]
+    images = jax.device_get(images).reshape((-1,) + tuple(images.shape[2:]))[:8]
+    search.save_policy(params, directory, images=images,
+                       key=rng.purpose_key(int(config.policy.get("seed", 0)), "policy"))
+  return params
 
 
 # --- One run -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ A search workdir holds ``policy_checkpoint/`` (orbax), ``policy_params.json``
 import importlib.util
 import os
 import pathlib
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from eriep_jax import ops as ops_lib
 from eriep_jax import policy as policy_lib
 
-__all__ = ["CHECKPOINT_DIR", "POLICY_JSON", "SUMMARY_TXT", "PARAMS_JSON", "INITIAL_PARAMS_JSON",
+__all__ = ["resolve_source", "SOURCE_WORDS", "CHECKPOINT_DIR", "POLICY_JSON", "SUMMARY_TXT", "PARAMS_JSON", "INITIAL_PARAMS_JSON",
            "SEARCH_LOG",
            "GRID_PNG", "save_policy", "load_policy", "params_from_policy", "is_finished"]
 
@@ -209,3 +209,41 @@ def _is_checkpoint(path: pathlib.Path) -> bool:
 def is_finished(directory: os.PathLike) -> bool:
   """True when ``directory`` holds a finished search (its ``policy_params.json``)."""
   return (pathlib.Path(directory) / PARAMS_JSON).is_file()
+
+
+SOURCE_WORDS = ("init", "search", "random")
+
+
+def resolve_source(config: ml_collections.ConfigDict, key: jax.Array, *,
+                   run_search: Optional[Callable[[], Any]] = None) -> Any:
+  """The one reading of ``config.policy.source``: the stage-2 initial policy it names.
+
+  ``'init'``: ``init_policy(key, config.policy)``; ``'random'``: the discrete
+  ``random_policy(config.policy.seed)`` embedded with :func:`params_from_policy`;
+  ``'search'``: ``run_search()`` (stage 1, which the caller owns; without it
+  the sentence says who resolves it); any other string: :func:`load_policy` of
+  that path. Stage 1 (``search.resolve_policy``), stage 2 (``train.loop.train``)
+  and the job (``experiment.prepare_policy``, which also reuses a finished search
+  and saves the random policy's files) all read the source here.
+
+  Raises:
+    ValueError: for an empty source, ``'search'`` without ``run_search``, or a
+      missing or corrupt path (naming it).
+  """
+  source = config.policy.source
+  if not isinstance(source, str) or not source:
+    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
+                     f"{source!r}.")
+  if source == "init":
+    return policy_lib.init_policy(key, config.policy)
+  if source == "random":
+    return params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
+                                                       config.policy), config.policy)
+  if source == "search":
+    if run_search is None:
+      raise ValueError("policy.source='search' is resolved by eriep_jax.experiment.run (or "
+                       "launch.py), which runs stage 1 first; pass initial_policy= to train() "
+                       "when calling it directly.")
+    return run_search()
+  return load_policy(source, config, setting="config.policy.source")
+

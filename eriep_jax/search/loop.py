@@ -317,15 +317,5 @@ def resolve_policy(config: ml_collections.ConfigDict, workdir: os.PathLike,
   Raises:
     ValueError: for an empty source, or a missing/corrupt path (naming it).
   """
-  source = config.policy.source
-  if not isinstance(source, str) or not source:
-    raise ValueError(f"config.policy.source must be 'init', 'search', 'random' or a path, got "
-                     f"{source!r}.")
-  if source == "init":
-    return policy_lib.init_policy(key, config.policy)
-  if source == "search":
-    return run_search(config, pathlib.Path(workdir) / "search")
-  if source == "random":
-    return policy_files.params_from_policy(policy_lib.random_policy(int(config.policy.get("seed", 0)),
-                                                       config.policy), config.policy)
-  return policy_files.load_policy(source, config, setting="config.policy.source")
+  return policy_files.resolve_source(
+      config, key, run_search=lambda: run_search(config, pathlib.Path(workdir) / "search"))

@@ -274,15 +274,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     print(f"resuming from step {start} in {workdir}", flush=True)
   else:
     if initial_policy is None:
-      if config.policy.source == "init":
-        initial_policy = policy_lib.init_policy(rng.purpose_key(root, "policy"), config.policy)
-      elif config.policy.source in ("search", "random"):
-        raise ValueError(f"policy.source={config.policy.source!r} is resolved by "
-                         "eriep_jax.experiment.run (or launch.py); pass initial_policy= to "
-                         "train() when calling it directly.")
-      else:
-        initial_policy = policy_files.load_policy(config.policy.source, config,
-                                               setting="config.policy.source")
+      initial_policy = policy_files.resolve_source(config, rng.purpose_key(root, "policy"))
     state = state_lib.create_train_state(model, initial_policy, root, image_shape=image_shape,
                                          tx=tx, policy_tx=policy_tx)
     if initial_variables is not None:
