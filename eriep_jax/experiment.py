@@ -360,8 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       print(f"skipping {variant} (seed {seed}): {RESULTS_FILE} exists", flush=True)
       results[rundir] = done
       continue
-    resuming = os.path.isdir(os.path.join(rundir, "checkpoints")) and \
-        ckpt_lib.Checkpointer(os.path.join(rundir, "checkpoints"), None).latest_step() is not None
+    resuming = _has_checkpoint(rundir)
     policy = None
     if not resuming:
       source = sub.policy.source
@@ -535,6 +534,8 @@ def _is_run_checkpoints(ckdir: str) -> bool:
 
 
 def _has_checkpoint(rundir: str) -> bool:
+  """Whether ``rundir`` holds a checkpoint of this library (the one such check; it closes its
+  Checkpointer)."""
   ckdir = os.path.join(rundir, "checkpoints")
   if not os.path.isdir(ckdir):
     return False
