@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from eriep_jax import losses, policy as policy_lib
+from eriep_jax.search import losses as search_losses
 from eriep_jax import search
 
 import configs.default as default_config
@@ -29,11 +30,11 @@ def test_gradient_penalty_linear_critic_hand_computed():
   real = jax.random.uniform(jax.random.key(0), (5, 2, 1, 3))
   fake = jax.random.uniform(jax.random.key(1), (5, 2, 1, 3))
   for seed in range(3):  # independent of the interpolation draw
-    gp = losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(seed))
+    gp = search_losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(seed))
     np.testing.assert_allclose(gp, 4.0, rtol=1e-6)
   # Target norm 3 makes the penalty vanish.
   np.testing.assert_allclose(
-      losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(0), target_norm=3.0),
+      search_losses.gradient_penalty(_linear_critic(w), real, fake, jax.random.key(0), target_norm=3.0),
       0.0, atol=1e-6)
 
 
@@ -43,7 +44,7 @@ def test_gradient_penalty_uses_whole_gradient_norm_not_per_pixel():
   # gradient has norm sqrt(2), so the standard WGAN-GP gives (sqrt(2) - 1)^2.
   w = jnp.array([[[0.6, 0.8, 0.0]], [[0.0, 0.0, 1.0]]])  # (H=2, W=1, C=3)
   x = jnp.zeros((4, 2, 1, 3))
-  gp = losses.gradient_penalty(_linear_critic(w), x, x + 1.0, jax.random.key(0))
+  gp = search_losses.gradient_penalty(_linear_critic(w), x, x + 1.0, jax.random.key(0))
   np.testing.assert_allclose(gp, (np.sqrt(2.0) - 1.0) ** 2, rtol=1e-6)
 
 
@@ -56,12 +57,12 @@ def test_gradient_penalty_pixel_norm_is_faster_autoaugments():
   x = jnp.zeros((4, 2, 1, 3))
   key = jax.random.key(0)
   np.testing.assert_allclose(
-      losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key, norm="pixel"), 0.125,
+      search_losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key, norm="pixel"), 0.125,
       rtol=1e-6)
-  np.testing.assert_allclose(losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key),
+  np.testing.assert_allclose(search_losses.gradient_penalty(_linear_critic(w), x, x + 1.0, key),
                              (np.sqrt(5.0) - 1.0) ** 2, rtol=1e-6)
   with pytest.raises(ValueError, match="norm must be one of"):
-    losses.gradient_penalty(_linear_critic(w), x, x, key, norm="channel")
+    search_losses.gradient_penalty(_linear_critic(w), x, x, key, norm="channel")
 
 
 def test_gradient_penalty_at_interpolates_of_quadratic_critic():
@@ -73,15 +74,15 @@ def test_gradient_penalty_at_interpolates_of_quadratic_critic():
   key = jax.random.key(7)
   u = np.asarray(jax.random.uniform(key, (3, 1, 1, 1)))[:, 0, 0, 0]
   expected = np.mean((u * np.sqrt(2.0) - 1.0) ** 2)  # ||u * (1, 1)|| = u sqrt(2)
-  np.testing.assert_allclose(losses.gradient_penalty(critic, real, fake, key), expected,
+  np.testing.assert_allclose(search_losses.gradient_penalty(critic, real, fake, key), expected,
                              rtol=1e-5)
   pts = jnp.array([[[[3.0], [4.0]]], [[[0.0], [0.0]]]])  # norms 5 and 0
-  np.testing.assert_allclose(losses.gradient_penalty_at(critic, pts), (16.0 + 1.0) / 2, rtol=1e-6)
+  np.testing.assert_allclose(search_losses.gradient_penalty_at(critic, pts), (16.0 + 1.0) / 2, rtol=1e-6)
 
 
 def test_gradient_penalty_double_backprop_is_finite_at_zero_gradient():
   x = jnp.ones((2, 2, 2, 1))
-  g = jax.grad(lambda w: losses.gradient_penalty_at(_linear_critic(w), x))(jnp.zeros((2, 2, 1)))
+  g = jax.grad(lambda w: search_losses.gradient_penalty_at(_linear_critic(w), x))(jnp.zeros((2, 2, 1)))
   assert np.all(np.isfinite(np.asarray(g)))
 
 
@@ -90,10 +91,10 @@ def test_critic_and_policy_losses_hand_computed():
   s_fake = jnp.array([0.5, -0.5])    # mean 0
   logits = jnp.zeros((2, 4))         # CE = log 4
   labels = jnp.array([0, 3])
-  loss, aux = losses.critic_loss(s_real, s_fake, 0.25, logits, labels, lambda_gp=10.0, eps=0.1)
+  loss, aux = search_losses.critic_loss(s_real, s_fake, 0.25, logits, labels, lambda_gp=10.0, eps=0.1)
   np.testing.assert_allclose(aux["wasserstein"], 2.0)
   np.testing.assert_allclose(loss, -2.0 + 2.5 + 0.1 * np.log(4.0), rtol=1e-6)
-  loss, aux = losses.policy_loss(s_fake + 1.0, logits, labels, eps=0.5)
+  loss, aux = search_losses.policy_loss(s_fake + 1.0, logits, labels, eps=0.5)
   np.testing.assert_allclose(loss, -1.0 + 0.5 * np.log(4.0), rtol=1e-6)
 
 
@@ -103,7 +104,7 @@ def test_critic_and_policy_losses_hand_computed():
 ])
 def test_critic_loss_rejects_negative_weights(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    losses.critic_loss(jnp.zeros(2), jnp.zeros(2), 0.0, jnp.zeros((2, 3)), jnp.zeros(2, int),
+    search_losses.critic_loss(jnp.zeros(2), jnp.zeros(2), 0.0, jnp.zeros((2, 3)), jnp.zeros(2, int),
                        **kwargs)
 
 

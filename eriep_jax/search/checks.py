@@ -8,9 +8,9 @@ import math
 
 import ml_collections
 
-from eriep_jax import losses
 from eriep_jax import models
 from eriep_jax import policy as policy_lib
+from eriep_jax.search import losses
 
 __all__ = ["check_search_config"]
 

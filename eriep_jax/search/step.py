@@ -18,6 +18,7 @@ from eriep_jax import losses
 from eriep_jax import policy as policy_lib
 from eriep_jax.search import checks
 from eriep_jax.search import critic as critic_lib
+from eriep_jax.search import losses as search_losses
 
 __all__ = ["SearchState", "create_search_state", "search_step", "make_search_step",
            "control_step", "make_control_step", "classifier_weight"]
@@ -93,7 +94,7 @@ def search_step(state: SearchState,
     classifier_weight: weight of f's cross-entropy on B' in the critic step,
       >= 0; None means eps (Faster AutoAugment's choice).
     gp_norm: 'sample' (WGAN-GP) or 'pixel' (Faster AutoAugment's per-pixel
-      norm); see :func:`eriep_jax.losses.gradient_penalty`.
+      norm); see :func:`eriep_jax.search.losses.gradient_penalty`.
     train_policy: False cuts the policy's gradients (``stop_gradient``), a
       control run in which only the critic learns. May be a traced bool
       (e.g. a broadcast pmap argument), so that one compiled step serves
@@ -143,8 +144,8 @@ def search_step(state: SearchState,
     def score_fn(x):
       return critic_lib.critic_apply(critic_module, variables, x, train=False)[1]
 
-    gp = losses.gradient_penalty(score_fn, x_b, fake, key_gp, norm=gp_norm)
-    loss, aux = losses.critic_loss(scores[:half], scores[half:], gp, logits[:half], y_b,
+    gp = search_losses.gradient_penalty(score_fn, x_b, fake, key_gp, norm=gp_norm)
+    loss, aux = search_losses.critic_loss(scores[:half], scores[half:], gp, logits[:half], y_b,
                                    lambda_gp=lambda_gp, eps=cls_weight)
     aux["acc_real"] = _accuracy(logits[:half], y_b)
     return loss, (aux, new_stats)
@@ -166,7 +167,7 @@ def search_step(state: SearchState,
           lambda p: jnp.where(train_policy, p, jax.lax.stop_gradient(p)), policy)
     augmented = policy_lib.perturb(policy, x_a, key_aug_p, mode="soft")
     logits_a, scores_a, _ = critic_lib.critic_apply(critic_module, critic_vars, augmented, train=False)
-    loss, aux = losses.policy_loss(scores_a, logits_a, y_a, eps=eps)
+    loss, aux = search_losses.policy_loss(scores_a, logits_a, y_a, eps=eps)
     aux["acc_fake"] = _accuracy(logits_a, y_a)
     return loss, aux
 
