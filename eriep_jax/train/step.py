@@ -39,7 +39,7 @@ line 11 for ``eriep``: the EPM perturbs as it came in and is never updated.
 """
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,9 +51,8 @@ from eriep_jax import policy as policy_lib
 from eriep_jax.data import views as views_lib
 from eriep_jax.train.state import TrainState
 
-__all__ = ["METHODS", "REFERENCES", "train_step", "make_train_step"]
+__all__ = ["METHODS", "OBJECTIVES", "REFERENCES", "train_step", "make_train_step"]
 
-METHODS = ("eriep", "standard", "augment", "supcon", "unicl", "jsd", "oracle")
 ORACLE_SALT = 0x6F72636C   # the oracle's key: fold_in(step key, ORACLE_SALT)
 REFERENCES = ("frozen", "live")
 SUPCON_VIEWS = ("supcontrast", "epm")
@@ -62,6 +61,134 @@ SUPCON_STAGES = ("encoder", "linear")
 
 def _pmean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+class _Context(NamedTuple):
+  """What every method's objective reads: the step's inputs and its static settings."""
+  model: nn.Module
+  state: TrainState
+  images: jax.Array
+  labels: jax.Array
+  key: jax.Array
+  dropout_key: jax.Array
+  perturb: Callable[..., jax.Array]
+  reference: str
+  alpha: float
+  reduction: str
+  axis_name: Any
+  supcon_stage: str
+  supcon_views: str
+  temperature: float
+  base_temperature: float
+  jsd_weight: float
+  oracle_fn: Callable[[jax.Array, jax.Array], jax.Array] | None
+
+
+# Each objective: (ctx, N's params, the policy's params) -> (loss, aux metrics, N's new batch
+# statistics, N's logits for the accuracy or None). Adding a method is one function and one
+# line of OBJECTIVES.
+
+
+def _cross_entropy_on(ctx: _Context, params, x_in):
+  variables = {"params": params, "batch_stats": ctx.state.batch_stats}
+  logits, updates = ctx.model.apply(variables, x_in, train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": ctx.dropout_key})
+  loss = jnp.mean(losses.cross_entropy(logits, ctx.labels))
+  return loss, {"l_n": loss}, updates.get("batch_stats", {}), logits
+
+
+def _standard(ctx, params, policy_params):
+  del policy_params
+  return _cross_entropy_on(ctx, params, ctx.images)
+
+
+def _augment(ctx, params, policy_params):
+  x_in = jax.lax.stop_gradient(ctx.perturb(policy_params, ctx.images, ctx.key, mode="hard"))
+  return _cross_entropy_on(ctx, params, x_in)
+
+
+def _oracle(ctx, params, policy_params):
+  del policy_params
+  x_in = jax.lax.stop_gradient(ctx.oracle_fn(ctx.images, jax.random.fold_in(ctx.key,
+                                                                           ORACLE_SALT)))
+  return _cross_entropy_on(ctx, params, x_in)
+
+
+def _eriep(ctx, params, policy_params):
+  state = ctx.state
+  variables = {"params": params, "batch_stats": state.batch_stats}
+  logits, updates = ctx.model.apply(variables, ctx.images, train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": ctx.dropout_key})
+  x_p = ctx.perturb(policy_params, ctx.images, ctx.key, mode="soft")
+  if ctx.reference == "frozen":
+    ref_vars = {"params": jax.lax.stop_gradient(state.ref_params),
+                "batch_stats": state.ref_batch_stats}
+  else:
+    ref_vars = {"params": params, "batch_stats": state.batch_stats}
+  logits_r = ctx.model.apply(ref_vars, x_p, train=False)
+  loss, aux = losses.eriep_loss(logits, logits_r, ctx.labels, alpha=ctx.alpha,
+                                reduction=ctx.reduction, axis_name=ctx.axis_name)
+  return loss, aux, updates.get("batch_stats", {}), logits
+
+
+def _second_view_key(k):
+  return jax.random.fold_in(k, 0x76696577)
+
+
+def _apply(ctx, params):
+  variables = {"params": params, "batch_stats": ctx.state.batch_stats}
+  return functools.partial(ctx.model.apply, variables, rngs={"dropout": ctx.dropout_key})
+
+
+def _supcon(ctx, params, policy_params):
+  apply, images, labels = _apply(ctx, params), ctx.images, ctx.labels
+  if ctx.supcon_stage == "linear":
+    feats = jax.lax.stop_gradient(apply(images, train=False, method="features"))
+    logits = apply(feats, method="head")
+    loss = jnp.mean(losses.cross_entropy(logits, labels))
+    return loss, {"l_n": loss}, ctx.state.batch_stats, logits
+  batch = images.shape[0]
+  if ctx.supcon_views == "epm":
+    v1 = ctx.perturb(policy_params, images, ctx.key, mode="hard")
+    v2 = ctx.perturb(policy_params, images, _second_view_key(ctx.key), mode="hard")
+  else:
+    pair = views_lib.two_views(images, ctx.key)
+    v1, v2 = pair[:, 0], pair[:, 1]
+  x_in = jax.lax.stop_gradient(jnp.concatenate([v1, v2]))
+  (z, _), new_stats = apply(x_in, train=True, method="embed", mutable=["batch_stats"])
+  feats = jnp.stack([z[:batch], z[batch:]], axis=1)   # (B, 2, d)
+  loss, aux = losses.supcon_loss(feats, labels, temperature=ctx.temperature,
+                                 base_temperature=ctx.base_temperature, axis_name=ctx.axis_name)
+  return loss, aux, new_stats.get("batch_stats", {}), None
+
+
+def _unicl(ctx, params, policy_params):
+  del policy_params
+  apply, labels = _apply(ctx, params), ctx.labels
+  (z, _), new_stats = apply(ctx.images, train=True, method="embed", mutable=["batch_stats"])
+  table = apply(method="label_embeddings")
+  scale = apply(method="scale")
+  loss, aux = losses.unicl_loss(z, table[labels], labels, labels, temperature=1.0 / scale,
+                                axis_name=ctx.axis_name)
+  logits = scale * z @ table.T
+  return loss, dict(aux, logit_scale=scale), new_stats.get("batch_stats", {}), logits
+
+
+def _jsd(ctx, params, policy_params):
+  apply, images = _apply(ctx, params), ctx.images
+  v1 = ctx.perturb(policy_params, images, ctx.key, mode="hard")
+  v2 = ctx.perturb(policy_params, images, _second_view_key(ctx.key), mode="hard")
+  x_in = jnp.concatenate([images, jax.lax.stop_gradient(jnp.concatenate([v1, v2]))])
+  logits_all, new_stats = apply(x_in, train=True, mutable=["batch_stats"])
+  logits, l1, l2 = jnp.split(logits_all, 3)
+  loss, aux = losses.jsd_loss(logits, l1, l2, ctx.labels, weight=ctx.jsd_weight)
+  return loss, dict(aux, l_n=aux["ce"]), new_stats.get("batch_stats", {}), logits
+
+
+# The methods, in the order their names are listed; METHODS is derived from it.
+OBJECTIVES = {"eriep": _eriep, "standard": _standard, "augment": _augment, "supcon": _supcon,
+              "unicl": _unicl, "jsd": _jsd, "oracle": _oracle}
+METHODS = tuple(OBJECTIVES)
 
 
 def train_step(state: TrainState,
@@ -135,78 +262,18 @@ def train_step(state: TrainState,
     raise ValueError("method 'oracle' needs oracle_fn, e.g. "
                      "eriep_jax.evaluate.perturbations.oracle (the experiment passes it).")
 
+  ctx = _Context(model=model, state=state, images=images, labels=labels, key=key,
+                 dropout_key=dropout_key, perturb=perturb, reference=reference, alpha=alpha,
+                 reduction=reduction, axis_name=axis_name, supcon_stage=supcon_stage,
+                 supcon_views=supcon_views, temperature=temperature,
+                 base_temperature=base_temperature, jsd_weight=jsd_weight, oracle_fn=oracle_fn)
+  objective = OBJECTIVES[method]
+
   def loss_fn(params, policy_params):
-    variables = {"params": params, "batch_stats": state.batch_stats}
-    if method in ("supcon", "unicl", "jsd"):
-      return _baseline_loss(variables, policy_params)
-    if method == "augment":
-      x_in = jax.lax.stop_gradient(perturb(policy_params, images, key, mode="hard"))
-    elif method == "oracle":
-      x_in = jax.lax.stop_gradient(oracle_fn(images, jax.random.fold_in(key, ORACLE_SALT)))
-    else:
-      x_in = images
-    logits, updates = model.apply(variables, x_in, train=True, mutable=["batch_stats"],
-                                  rngs={"dropout": dropout_key})
-    aux = {}
-    if method == "eriep":
-      x_p = perturb(policy_params, images, key, mode="soft")
-      if reference == "frozen":
-        ref_vars = {"params": jax.lax.stop_gradient(state.ref_params),
-                    "batch_stats": state.ref_batch_stats}
-      else:
-        ref_vars = {"params": params, "batch_stats": state.batch_stats}
-      logits_r = model.apply(ref_vars, x_p, train=False)
-      loss, aux = losses.eriep_loss(logits, logits_r, labels, alpha=alpha,
-                                    reduction=reduction, axis_name=axis_name)
-    else:
-      loss = jnp.mean(losses.cross_entropy(logits, labels))
-      aux["l_n"] = loss
-    aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-    return loss, (aux, updates.get("batch_stats", {}))
-
-  def second_view_key(k):
-    return jax.random.fold_in(k, 0x76696577)
-
-  def _baseline_loss(variables, policy_params):
-    apply = functools.partial(model.apply, variables, rngs={"dropout": dropout_key})
-    batch = images.shape[0]
-    if method == "supcon" and supcon_stage == "linear":
-      feats = jax.lax.stop_gradient(apply(images, train=False, method="features"))
-      logits = apply(feats, method="head")
-      loss = jnp.mean(losses.cross_entropy(logits, labels))
-      aux = {"l_n": loss}
-      new_stats = {"batch_stats": state.batch_stats}
-    elif method == "supcon":
-      if supcon_views == "epm":
-        v1 = perturb(policy_params, images, key, mode="hard")
-        v2 = perturb(policy_params, images, second_view_key(key), mode="hard")
-      else:
-        pair = views_lib.two_views(images, key)
-        v1, v2 = pair[:, 0], pair[:, 1]
-      x_in = jax.lax.stop_gradient(jnp.concatenate([v1, v2]))
-      (z, _), new_stats = apply(x_in, train=True, method="embed", mutable=["batch_stats"])
-      feats = jnp.stack([z[:batch], z[batch:]], axis=1)   # (B, 2, d)
-      loss, aux = losses.supcon_loss(feats, labels, temperature=temperature,
-                                     base_temperature=base_temperature, axis_name=axis_name)
-      return loss, (aux, new_stats.get("batch_stats", {}))
-    elif method == "unicl":
-      (z, _), new_stats = apply(images, train=True, method="embed", mutable=["batch_stats"])
-      table = apply(method="label_embeddings")
-      scale = apply(method="scale")
-      loss, aux = losses.unicl_loss(z, table[labels], labels, labels, temperature=1.0 / scale,
-                                    axis_name=axis_name)
-      logits = scale * z @ table.T
-      aux = dict(aux, logit_scale=scale)
-    else:   # jsd
-      v1 = perturb(policy_params, images, key, mode="hard")
-      v2 = perturb(policy_params, images, second_view_key(key), mode="hard")
-      x_in = jnp.concatenate([images, jax.lax.stop_gradient(jnp.concatenate([v1, v2]))])
-      logits_all, new_stats = apply(x_in, train=True, mutable=["batch_stats"])
-      logits, l1, l2 = jnp.split(logits_all, 3)
-      loss, aux = losses.jsd_loss(logits, l1, l2, labels, weight=jsd_weight)
-      aux = dict(aux, l_n=aux["ce"])
-    aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-    return loss, (aux, new_stats.get("batch_stats", {}))
+    loss, aux, new_stats, logits = objective(ctx, params, policy_params)
+    if logits is not None:
+      aux["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    return loss, (aux, new_stats)
 
   argnums = (0, 1) if train_policy else 0
   (loss, (aux, new_batch_stats)), grads = jax.value_and_grad(
