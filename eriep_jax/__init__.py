@@ -29,7 +29,7 @@ _EXPORTS = {
     # Models.
     "get_model": "models",
     # Trained runs and the whole job.
-    "restore": "experiment",
+    "restore": "train.restore",
     "run": "experiment",
 }
 

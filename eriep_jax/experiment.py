@@ -34,7 +34,6 @@ others from their checkpoints.
 """
 
 import copy
-import dataclasses
 import functools
 import json
 import os
@@ -60,10 +59,11 @@ from eriep_jax.evaluate import gradcam as gradcam_lib
 from eriep_jax.evaluate import perturbations as perturbations_lib
 from eriep_jax.evaluate import report as report_lib
 from eriep_jax.evaluate import robustness
-from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
-from eriep_jax.train import state as state_lib
 from eriep_jax.train import step as step_lib
+# Re-exported: eriep_jax.restore and the run folders' helpers live with the checkpoints.
+from eriep_jax.train.restore import RUN_SEARCH_DEPTH, Run, has_checkpoint, restore  # noqa: F401
+from eriep_jax.train.restore import trained_runs_below
 
 __all__ = ["MODIFIERS", "Run", "parse_variant", "variant_config", "run_dirs", "restore",
            "prepare_policy", "train_and_evaluate", "run", "evaluate_workdir", "build_report",
@@ -360,7 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       print(f"skipping {variant} (seed {seed}): {RESULTS_FILE} exists", flush=True)
       results[rundir] = done
       continue
-    resuming = _has_checkpoint(rundir)
+    resuming = has_checkpoint(rundir)
     policy = None
     if not resuming:
       source = sub.policy.source
@@ -390,72 +390,6 @@ def _summarize(config, workdir, runs, results) -> None:
 
 
 # --- Trained runs ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Run:
-  """A trained run, opened by :func:`restore`.
-
-  Attributes:
-    model: the classifier (Flax module, inference with ``train=False``).
-    variables: N's ``{'params', 'batch_stats'?}``.
-    policy: the EPM's :class:`~eriep_jax.policy.PolicyParams` at that step.
-    config: the run's whole config, as trained.
-    step: the checkpoint's step.
-    workdir: the run's workdir.
-    state: the whole ``TrainState`` (R, optimizer states, key).
-  """
-  model: Any
-  variables: dict[str, Any]
-  policy: policy_lib.PolicyParams
-  config: ml_collections.ConfigDict
-  step: int
-  workdir: str
-  state: Any
-
-
-def restore(workdir: str) -> Run:
-  """Opens a trained run from its workdir alone: model, variables, policy, config, step.
-
-  The checkpoint's record holds the whole config and the policy's static
-  fields; the restore target is built with ``jax.eval_shape`` (no real
-  initialisation).
-
-  Raises:
-    FileNotFoundError: the workdir does not exist.
-    ValueError: it has no checkpoint (the sentence lists the trained runs
-      below it, if any), or one from another library version.
-  """
-  workdir = str(workdir)
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
-                            "trained run.")
-  ckdir = os.path.join(workdir, "checkpoints")
-  checkpointer = ckpt_lib.Checkpointer(ckdir, None) if os.path.isdir(ckdir) else None
-  try:
-    if checkpointer is None or checkpointer.latest_step() is None:
-      below = trained_runs_below(workdir)
-      hint = (f"; it holds the trained runs {below[:8]}, restore one of those" if below else
-              "; train it first with python launch.py --config=... --workdir=" + workdir)
-      raise ValueError(f"workdir {workdir!r} has no checkpoint{hint}.")
-    meta = checkpointer.read_meta()
-    config = ml_collections.ConfigDict(meta["config"])
-    model = loop.build_model(config, int(meta["num_classes"]))
-    tx = state_lib.make_optimizer(config, int(meta.get("total_steps", 1)))
-    policy_tx = state_lib.make_policy_optimizer(config)
-    abstract = jax.eval_shape(functools.partial(
-        state_lib.create_train_state, model, image_shape=tuple(meta["image_shape"]), tx=tx,
-        policy_tx=policy_tx), loop.abstract_policy(meta["policy"]),
-        jax.random.key_data(jax.random.key(0)))
-    state, meta = checkpointer.restore(abstract, meta=meta, check=False)
-  finally:
-    if checkpointer is not None:
-      checkpointer.close()
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return Run(model=model, variables=variables, policy=state.policy_params, config=config,
-             step=int(meta["step"]), workdir=workdir, state=state)
 
 
 _SWEEP_FIELDS = ("num_examples", "correct", "accuracy")
@@ -501,49 +435,6 @@ def build_report(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
 # --- Grad-CAM (Fig. 4) -------------------------------------------------------------------
 
 GRADCAM_DIR = "gradcam"
-
-
-RUN_SEARCH_DEPTH = 4   # run folders sit at most this deep below a workdir (depth_*/v/seed_k/encoder)
-
-
-def trained_runs_below(workdir: str, max_depth: int = RUN_SEARCH_DEPTH) -> list[str]:
-  """Folders at most ``max_depth`` levels below ``workdir`` that hold this library's checkpoints.
-
-  A run folder has ``checkpoints/<step>/meta`` (``train.checkpoint``); other
-  ``checkpoints`` folders (orbax's own tests in site-packages, say) are not
-  runs. The walk never goes deeper than ``max_depth``, so a large folder such
-  as the system's temporary one is not read whole.
-  """
-  found = []
-  top = os.path.abspath(workdir)
-  for root, dirs, _ in os.walk(top):
-    depth = 0 if root == top else os.path.relpath(root, top).count(os.sep) + 1
-    if "checkpoints" in dirs and _is_run_checkpoints(os.path.join(root, "checkpoints")):
-      found.append(os.path.relpath(root, top))
-    dirs[:] = [] if depth >= max_depth else sorted(
-        d for d in dirs if d != "checkpoints" and not d.startswith("."))
-  return sorted(found)
-
-
-def _is_run_checkpoints(ckdir: str) -> bool:
-  try:
-    names = os.listdir(ckdir)
-  except OSError:
-    return False
-  return any(n.isdigit() and os.path.exists(os.path.join(ckdir, n, "meta")) for n in names)
-
-
-def _has_checkpoint(rundir: str) -> bool:
-  """Whether ``rundir`` holds a checkpoint of this library (the one such check; it closes its
-  Checkpointer)."""
-  ckdir = os.path.join(rundir, "checkpoints")
-  if not os.path.isdir(ckdir):
-    return False
-  checkpointer = ckpt_lib.Checkpointer(ckdir, None)
-  try:
-    return checkpointer.latest_step() is not None
-  finally:
-    checkpointer.close()
 
 
 def _update_results(rundir: str, **fields: Any) -> bool:
@@ -601,7 +492,7 @@ def gradcam_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict[str
   g = gradcam_lib.check_gradcam_config(config)
   method = g.get("method", "eriep")
   runs = run_dirs(config, workdir)
-  trained = [(v, s, d) for v, s, d in runs if _has_checkpoint(d)]
+  trained = [(v, s, d) for v, s, d in runs if has_checkpoint(d)]
   seeds = _seeds(config)
   seed = int(g.get("seed", -1))
   if seed < 0:

@@ -24,7 +24,9 @@ _EXPORTS = {
     "Checkpointer": "checkpoint",
     "config_fingerprint": "checkpoint",
     "check_config": "checks",
+    "restore": "restore",
+    "Run": "restore",
 }
-_SUBMODULES = ("state", "step", "loop", "checkpoint", "checks")
+_SUBMODULES = ("state", "step", "loop", "checkpoint", "checks", "restore")
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, _SUBMODULES)
