@@ -14,6 +14,8 @@
 # Writes OUT/<method>/seed_<k>/eval/results.{json,md} (what --mode=report reads) and
 # OUT/report/. No plots (matplotlib is not on that machine) and no Grad-CAM score.
 #
+# Each results.json records the code's commit: on a copy whose git metadata is stale, pass it in
+# as ERIEP_JAX_GIT_COMMIT=<commit> (the 2026-12-04 check recorded the copy's stale one).
 # The pure-Python wheels that machine lacks travel with the repository (docs/performance.md):
 #   pip download --no-deps ml_collections==1.1.0 clu==0.0.12 tqdm -d .whl
 #   export PYTHONPATH=$(ls $PWD/.whl/*.whl | tr '\n' ':')

@@ -200,7 +200,15 @@ def prepare_policy(config: ml_collections.ConfigDict, workdir: str) -> policy_li
 # --- One run -------------------------------------------------------------------------------
 
 
+GIT_COMMIT_ENV = "ERIEP_JAX_GIT_COMMIT"
+
+
 def _git_commit() -> str:
+  """The code's commit for each run's record: ``$ERIEP_JAX_GIT_COMMIT`` if set (a machine whose
+  copy of the repository has stale or no git metadata, such as the project's GPU machine),
+  else ``git rev-parse HEAD`` beside this file, else 'unknown'."""
+  if os.environ.get(GIT_COMMIT_ENV):
+    return os.environ[GIT_COMMIT_ENV]
   try:
     out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__),
                          capture_output=True, text=True, timeout=10, check=True)

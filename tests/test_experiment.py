@@ -256,3 +256,12 @@ def test_killed_sweep_reruns_only_what_is_unfinished(tmp_path, monkeypatch):
     assert again[k]["training"] == second[k]["training"], d
     saved = json.loads((wd / d / "seed_0" / "eval" / "results.json").read_text())
     assert saved["correct"] == second[k]["correct"] and saved["seed"] == 0, d
+
+
+def test_the_recorded_commit_can_be_passed_in(monkeypatch):
+  # A copy of the repository with stale git metadata (the GPU machine's) records what it is given.
+  monkeypatch.setenv(experiment.GIT_COMMIT_ENV, "0e56edc")
+  assert experiment._git_commit() == "0e56edc"
+  monkeypatch.delenv(experiment.GIT_COMMIT_ENV)
+  got = experiment._git_commit()
+  assert got == "unknown" or (len(got) == 40 and got != "0e56edc")
