@@ -23,6 +23,8 @@ LAYERS = (
     ("evaluate", "writers"),                            # scoring, logging
     ("search", "train"),                                # stage 1, stage 2 (each with its checks)
     ("config_checks",),                                 # both stages' checks in one place
+    ("study",),                                         # a study workdir's layout
+    ("rescore",),                                       # --mode=eval and --mode=gradcam
     ("experiment",),                                    # the job
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
