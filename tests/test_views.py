@@ -20,7 +20,7 @@ from PIL import Image
 from eriep_jax import data
 from eriep_jax.data import views as V
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+LUMA = np.array([0.2989, 0.587, 0.114], np.float32)  # torchvision's rgb_to_grayscale
 # No-op options but the crop: the output is the crop (and flip) alone.
 NO_COLOR = dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
 IDENTITY = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), **NO_COLOR)
@@ -63,14 +63,28 @@ def test_adjust_hue_matches_colorsys():
                              atol=0)
 
 
-def test_to_grayscale_is_itu_601_luma():
+def test_to_grayscale_is_torchvisions_luma():
   x = _images()
   out = np.asarray(V.to_grayscale(x))
-  luma = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+  luma = x[..., 0] * 0.2989 + x[..., 1] * 0.587 + x[..., 2] * 0.114   # not Pillow's 0.299
   np.testing.assert_allclose(out, np.repeat(luma[..., None], 3, -1), atol=1e-6, rtol=0)
   assert _is_gray(out).all()
   grey = x[..., :1]
   np.testing.assert_array_equal(np.asarray(V.to_grayscale(grey)), grey)
+
+
+def test_views_and_evaluation_share_torchvisions_colour_ops():
+  # One implementation (eriep_jax.ops.torchvision_color): the SupCon views' and the
+  # evaluation's brightness and contrast agree on a batch. The views vmap the per-image
+  # op, the evaluation calls it on the batch, so a mean may round in another order
+  # (6e-8 measured); a different luma (Pillow's 0.299) would differ by 1e-5 or more.
+  from eriep_jax.evaluate import perturbations as P
+  x = _images((4, 6, 6, 3))
+  f = np.array([0.6, 1.4, 0.0, 1.0], np.float32)
+  for name in ("adjust_brightness", "adjust_contrast"):
+    np.testing.assert_allclose(np.asarray(getattr(V, name)(x, f)),
+                               np.asarray(getattr(P, name)(x, f)), atol=1e-6, rtol=0,
+                               err_msg=name)
 
 
 def test_brightness_contrast_saturation_match_torchvision_formulas():

@@ -68,7 +68,7 @@ import numpy as np
 
 from eriep_jax import rng
 from eriep_jax.images import check_images
-from eriep_jax.ops.color import LUMA_WEIGHTS
+from eriep_jax.ops import torchvision_color as tvc
 
 __all__ = [
     "supcon_augment", "two_views", "crop_boxes", "resized_crop",
@@ -176,75 +176,12 @@ def _check_jitter(jitter: Any, caller: str) -> tuple[float, float, float, float]
 # ----------------------------------------------------------------------------
 # Per-image cores, shape (H, W, C). The public cores vmap them over the batch.
 
-def _luma(image: jax.Array) -> jax.Array:
-  """ITU-R 601-2 luma, shape (H, W, 1); a grey image is its own."""
-  if image.shape[-1] == 1:
-    return image
-  r, g, b = LUMA_WEIGHTS
-  return r * image[..., 0:1] + g * image[..., 1:2] + b * image[..., 2:3]
-
-
-def _blend(image: jax.Array, other: jax.Array, factor: jax.Array) -> jax.Array:
-  """torchvision's ``_blend``: clip(f x + (1 - f) other, 0, 1)."""
-  return jnp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
-
-
-def _brightness_one(image, factor):
-  return _blend(image, jnp.zeros_like(image), factor)
-
-
-def _contrast_one(image, factor):
-  return _blend(image, jnp.mean(_luma(image)), factor)
-
-
-def _saturation_one(image, factor):
-  if image.shape[-1] == 1:
-    return image
-  return _blend(image, _luma(image), factor)
-
-
-def _rgb_to_hsv(image: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """torchvision's ``_rgb2hsv``: h in [0, 1) turns, s, v in [0, 1]."""
-  r, g, b = image[..., 0], image[..., 1], image[..., 2]
-  maxc = jnp.maximum(jnp.maximum(r, g), b)
-  minc = jnp.minimum(jnp.minimum(r, g), b)
-  eqc = maxc == minc   # grey pixels (also black): hue and saturation 0
-  cr = maxc - minc
-  s = cr / jnp.where(eqc, 1.0, maxc)
-  safe_cr = jnp.where(eqc, 1.0, cr)
-  rc = (maxc - r) / safe_cr
-  gc = (maxc - g) / safe_cr
-  bc = (maxc - b) / safe_cr
-  h = jnp.where(maxc == r, bc - gc,
-                jnp.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-  h = jnp.where(eqc, 0.0, h)
-  h = jnp.mod(h / 6.0 + 1.0, 1.0)
-  return h, s, maxc
-
-
-def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
-  """torchvision's ``_hsv2rgb``, shape (..., 3)."""
-  i = jnp.floor(h * 6.0)
-  f = h * 6.0 - i
-  sector = jnp.mod(i.astype(jnp.int32), 6)
-  p = jnp.clip(v * (1.0 - s), 0.0, 1.0)
-  q = jnp.clip(v * (1.0 - s * f), 0.0, 1.0)
-  t = jnp.clip(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
-  table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
-  channels = [jnp.select([sector == k for k in range(6)], [row[c] for row in table])
-              for c in range(3)]
-  return jnp.stack(channels, axis=-1)
-
-
-def _hue_one(image, delta):
-  if image.shape[-1] == 1:
-    return image
-  h, s, v = _rgb_to_hsv(image)
-  return _hsv_to_rgb(jnp.mod(h + delta, 1.0), s, v)
-
-
-def _gray_one(image):
-  return jnp.broadcast_to(_luma(image), image.shape)
+# The colour cores are torchvision's (`eriep_jax.ops.torchvision_color`), per image.
+_brightness_one = tvc.brightness
+_contrast_one = tvc.contrast
+_saturation_one = tvc.saturation
+_hue_one = tvc.hue
+_gray_one = tvc.grayscale
 
 
 def _axis_weights(start, length, out_size: int, in_size: int) -> jax.Array:
@@ -389,8 +326,8 @@ def adjust_contrast(images: jax.typing.ArrayLike,
                     factor: jax.typing.ArrayLike) -> jax.Array:
   """torchvision's ``adjust_contrast``: clip(f x + (1 - f) m, 0, 1).
 
-  m is the mean over the image of its ITU-R 601-2 luma (`to_grayscale`),
-  not rounded (PIL rounds it to an 8-bit level).
+  m is the mean over the image of its luma (`to_grayscale`, torchvision's weights
+  0.2989, 0.587, 0.114), not rounded (PIL rounds it to an 8-bit level).
 
   Args:
     images: float32 images in [0, 1], shape (B, H, W, C).
@@ -409,7 +346,7 @@ def adjust_saturation(images: jax.typing.ArrayLike,
                       factor: jax.typing.ArrayLike) -> jax.Array:
   """torchvision's ``adjust_saturation``: clip(f x + (1 - f) L, 0, 1).
 
-  L is the per-pixel ITU-R 601-2 luma. Grey (C = 1) images are unchanged.
+  L is the per-pixel luma (torchvision's weights). Grey (C = 1) images are unchanged.
 
   Args:
     images: float32 images in [0, 1], shape (B, H, W, C).
@@ -448,7 +385,7 @@ def adjust_hue(images: jax.typing.ArrayLike, delta: jax.typing.ArrayLike) -> jax
 def to_grayscale(images: jax.typing.ArrayLike) -> jax.Array:
   """torchvision's ``rgb_to_grayscale``, replicated to the input's channels.
 
-  L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2), not rounded; a grey (C = 1)
+  L = 0.2989 R + 0.587 G + 0.114 B (torchvision's weights), not rounded; a grey (C = 1)
   image is returned unchanged.
 
   Args:

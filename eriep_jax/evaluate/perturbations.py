@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from eriep_jax import images as images_lib
+from eriep_jax.ops import torchvision_color as tvc
 
 __all__ = [
     "EVAL_PERTURBATIONS", "ORACLE_CHOICES", "get_eval_perturbation", "identity", "oracle",
@@ -51,8 +52,6 @@ __all__ = [
 
 Perturbation = Callable[[jax.Array, jax.Array], jax.Array]
 
-# torchvision.transforms.functional.rgb_to_grayscale weights (ITU-R 601-2).
-_GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
 def _check_images(images: jax.typing.ArrayLike, fn: str) -> jax.Array:
@@ -331,7 +330,7 @@ def adjust_brightness(images: jax.typing.ArrayLike,
   """
   images = _check_images(images, "adjust_brightness")
   f = jnp.broadcast_to(jnp.asarray(factor, images.dtype), images.shape[:1])
-  return jnp.clip(f[:, None, None, None] * images, 0.0, 1.0)
+  return tvc.brightness(images, f[:, None, None, None])
 
 
 def adjust_contrast(images: jax.typing.ArrayLike,
@@ -350,18 +349,11 @@ def adjust_contrast(images: jax.typing.ArrayLike,
     clip(factor * images + (1 - factor) * mean, 0, 1).
   """
   images = _check_images(images, "adjust_contrast")
-  if images.shape[-1] == 3:
-    gray = jnp.tensordot(images, jnp.asarray(_GRAY_WEIGHTS, images.dtype),
-                         axes=([-1], [0]))
-  elif images.shape[-1] == 1:
-    gray = images[..., 0]
-  else:
+  if images.shape[-1] not in (1, 3):
     raise ValueError(f"adjust_contrast needs 1 or 3 channels; got "
                      f"{images.shape[-1]}, pass RGB or grayscale images")
-  mean = jnp.mean(gray, axis=(1, 2))
   f = jnp.broadcast_to(jnp.asarray(factor, images.dtype), images.shape[:1])
-  f, mean = f[:, None, None, None], mean[:, None, None, None]
-  return jnp.clip(f * images + (1.0 - f) * mean, 0.0, 1.0)
+  return tvc.contrast(images, f[:, None, None, None])
 
 
 def color_jitter_params(key: jax.Array, batch: int, *, brightness: float = 0.4,
