@@ -2,14 +2,30 @@
 
 Two fake CPU devices are created for every test so that pmap code paths can be
 checked on a CPU-only machine. This must happen before JAX is imported.
+
+The suite is compile-bound, so every test process (each pytest-xdist worker, and
+the child processes its tests start) keeps one persistent XLA cache for the
+session: a program that several tests build (the tiny config's steps, in
+tests/tiny.py) is compiled once per worker. A cached executable is the same
+program, so no result changes. Each worker has its own folder: jax writes cache
+entries without a lock, so two writers must not share one.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+_XLA_CACHE = os.path.join(
+    tempfile.gettempdir(),
+    f"eriep_jax_tests_xla_{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}_"
+    f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _XLA_CACHE)
+# Only programs that take 0.5 s or more to compile are written: the steps and jobs that
+# many tests share, not the hundreds of small op programs that each test builds once.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pathlib
 
@@ -40,25 +56,14 @@ def shared_dir():
   return SHARED
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """A persistent XLA cache for one module: its runs compile each program once.
+@pytest.fixture(scope="session")
+def compile_cache():
+  """The persistent XLA cache folder of this test process, for child processes to share."""
+  return os.environ["JAX_COMPILATION_CACHE_DIR"]
 
-  Yields the cache folder (child processes can be pointed at it). jax sets up its
-  persistent cache once per process, at first use, and then ignores a new folder, so
-  the cache is reset on the way in and out: this folder is the one used.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  directory = str(tmp_path_factory.mktemp("xla_cache"))
-  old = (jax.config.jax_compilation_cache_dir,
-         jax.config.jax_persistent_cache_min_compile_time_secs)
-  compilation_cache.reset_cache()
-  jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  try:
-    yield directory
-  finally:
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    compilation_cache.reset_cache()
+
+def pytest_unconfigure(config):
+  del config
+  import shutil  # pylint: disable=g-import-not-at-top
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") == _XLA_CACHE:
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)

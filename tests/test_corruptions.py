@@ -18,6 +18,8 @@ from eriep_jax import models
 from eriep_jax.evaluate import corruptions
 from eriep_jax.evaluate import report as report_lib
 
+import tiny
+
 # TFDS's config prefixes, in the paper's order (glass_blur and elastic_transform differ).
 _TFDS_COMMON = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "frosted_glass_blur",
@@ -26,7 +28,7 @@ _TFDS_COMMON = (
 
 
 def _config(value, *, severities=(1, 2, 3, 4, 5), data_dir=None):
-  c = default.get_config()
+  c = tiny.data_config()   # the default data (TFDS CIFAR-10): corruptions fall back to its dir
   c.eval.corruptions = value
   c.eval.corruption_severities = severities
   c.eval.corruptions_data_dir = data_dir
@@ -178,14 +180,7 @@ def test_relative_corruption_errors_by_hand():
 
 
 def _job_config(value, data_dir):
-  import train_child  # pylint: disable=g-import-not-at-top
-  c = train_child.config()
-  c.num_train_steps = 2
-  c.checkpoint_every_steps = 2
-  c.eval_batch_size = 8
-  c.write_plots = False
-  c.eval.perturbations = ("clean",)
-  c.eval.noise_stds = (0.0,)
+  c = tiny.job(num_train_steps=2, eval_batch_size=8)
   c.eval.corruptions = value
   c.eval.corruption_severities = (1, 3)
   c.eval.corruptions_data_dir = data_dir

@@ -13,21 +13,18 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-import configs.default as default_config
 from eriep_jax import data
 from eriep_jax.data import demo as demo_lib
 from eriep_jax.data import folder as folder_lib
 from eriep_jax.data import preprocess
 
+import tiny
+
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                  "horse", "ship", "truck")
 
 
-def _config(**data_fields):
-  c = default_config.get_config()
-  for k, v in data_fields.items():
-    c.data[k] = v
-  return c
+_config = tiny.data_config
 
 
 def _host(batches, n=None):
@@ -427,7 +424,7 @@ def test_real_cifar10_archive(shared_dir):
 
 def test_tfds_names_with_config_and_version_pass_the_config_check():
   from eriep_jax.data import sources  # pylint: disable=g-import-not-at-top
-  c = default_config.get_config()
+  c = tiny.data_config()
   for name in ("cifar10", "cifar10_corrupted/gaussian_noise_5", "cifar10:3.0.2",
                "cifar10_corrupted/fog_1:1.0.0"):
     c.data.name = name

@@ -13,19 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import configs.default as default_config
 from eriep_jax import data
 from eriep_jax.data import demo as demo_lib
 from eriep_jax.data import folder as folder_lib
 from eriep_jax.data import memory
 from eriep_jax.data import sources
 
+import tiny
 
-def _config(**data_fields):
-  c = default_config.get_config()
-  for k, v in data_fields.items():
-    c.data[k] = v
-  return c
+
+_config = tiny.data_config
 
 
 def _host(batches, n):

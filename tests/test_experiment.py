@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -19,19 +20,13 @@ from eriep_jax import rng
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
 
-import train_child
+import tiny
 
 
 def _config(steps=4):
-  """train_child's tiny real-EPM config (two ops, demo set), shortened and evaluated."""
-  c = train_child.config()
-  c.num_train_steps = steps
-  c.sync_freq = 2
-  c.checkpoint_every_steps = 2
-  c.eval_batch_size = 120
-  c.write_plots = False
-  c.eval.noise_stds = (0.0, 0.2)
-  return c
+  """The suite's tiny evaluated run (tests/tiny.py), scored on every perturbation."""
+  return tiny.job(num_train_steps=steps, sync_freq=2, eval=dict(
+      noise_stds=(0.0, 0.2), perturbations=("clean", "perturb1", "perturb2", "perturb3")))
 
 
 pytestmark = pytest.mark.usefixtures("compile_cache")   # tests/conftest.py
@@ -73,9 +68,8 @@ def test_alpha_zero_trains_the_same_n_as_standard():
     c.checkpoint_every_steps = 100
     with tempfile.TemporaryDirectory() as d:
       outs[name] = loop.train(c, d)
-  for a, b in zip(jax.tree.leaves(outs["standard"].state.params),
-                  jax.tree.leaves(outs["eriep0"].state.params)):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+  chex.assert_trees_all_close(outs["standard"].state.params, outs["eriep0"].state.params,
+                              atol=1e-6, rtol=1e-7)
   diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
       jax.tree.leaves(outs["standard"].state.params),
       jax.tree.leaves(outs["standard1"].state.params)))
@@ -114,16 +108,13 @@ def test_resume_restore_and_eval_with_a_foreign_policy(tmp_path):
   assert not first.finished and first.step == 2
   second = loop.train(c, str(tmp_path / "resumed"))   # config.policy says L=2, K=2, 2 ops
   assert second.finished and second.step == 4
-  for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
-    np.testing.assert_allclose(a, b, atol=1e-6)
+  chex.assert_trees_all_close(straight.state, second.state, atol=1e-6, rtol=1e-7)
   run = eriep_jax.restore(str(tmp_path / "resumed"))
   assert run.policy.ops == ("rotate", "invert", "brightness")
   assert run.policy.weight.shape == (3, 1, 3)
   assert (run.policy.selection_temperature, run.policy.bernoulli_temperature) == (0.5, 0.2)
   assert run.step == 4 and run.config.policy.source == str(path)
-  for a, b in zip(jax.tree.leaves(run.variables["params"]), jax.tree.leaves(
-      second.state.params)):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(run.variables["params"], second.state.params)
   # The restored policy is the trained one: same perturbation for the same key.
   x = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype(np.float32)
   np.testing.assert_array_equal(

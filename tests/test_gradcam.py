@@ -15,7 +15,7 @@ from eriep_jax import experiment
 from eriep_jax.evaluate import gradcam
 from eriep_jax.models import get_model
 
-import train_child
+import tiny
 
 
 class _QuadrantNet(nn.Module):
@@ -188,15 +188,7 @@ def test_pair_scores_iou_is_of_the_top_not_the_bottom_20_percent():
 
 
 def _config():
-  c = train_child.config()
-  c.num_train_steps = 3
-  c.checkpoint_every_steps = 3
-  c.eval_batch_size = 120
-  c.write_plots = False
-  c.eval.noise_stds = (0.0,)
-  c.eval.perturbations = ("clean",)
-  c.policy.source = "init"
-  return c
+  return tiny.job(num_train_steps=3, checkpoint_every_steps=3, policy=dict(source="init"))
 
 
 def _numpy_stability(config, model, variables):

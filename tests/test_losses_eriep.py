@@ -1,5 +1,6 @@
 """Tests for eriep_jax.losses: Eq. (9), its gradient identity, and the sync."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -177,7 +178,6 @@ def test_own_flax_loop_with_train_state_loss_falls():
     if i in (0, 30):
       assert float(loss) - float(aux["l_n_hand"]) > 1e-3   # the gap term is really there
     if i == 4:   # step count 5 -> R was just synced
-      for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(state.params)):
-        np.testing.assert_array_equal(a, b)
+      chex.assert_trees_all_equal(ref_params, state.params)
   assert np.all(np.isfinite(history))
   assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5])

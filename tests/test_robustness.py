@@ -12,14 +12,11 @@ from eriep_jax import evaluate
 from eriep_jax.data import demo
 from eriep_jax.train import loop
 
-import configs.default as default_config
+import tiny
 
 
 def _config():
-  c = default_config.get_config()
-  c.data.source = "demo"
-  c.data.name = "digits"
-  c.model.width = 1 / 16
+  c = tiny.config()
   c.eval_batch_size = 100          # 360 test images -> 4 batches, the last one padded
   c.eval.perturbations = ("clean", "perturb3")
   c.eval.noise_stds = (0.0, 0.3)

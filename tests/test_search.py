@@ -14,6 +14,7 @@ from eriep_jax.search import losses as search_losses
 from eriep_jax import search
 
 import configs.default as default_config
+import tiny
 
 
 # --- Gradient penalty and losses (Eq. 3-4). ---
@@ -112,16 +113,9 @@ def test_critic_loss_rejects_negative_weights(kwargs, match):
 
 
 def _config():
-  c = default_config.get_config()
-  c.policy.ops = ("flip", "invert", "brightness")
-  c.policy.num_subpolicies = 2
-  c.policy.num_stages = 1
-  c.search.backbone = "cnn4"
-  c.search.width = 0.125
-  c.search.critic_hidden = 32
-  c.search.batch_size = 32
-  c.search.num_examples = 32
-  return c
+  """The suite's tiny config (tests/tiny.py) with a one-stage policy and a small search."""
+  return tiny.config(policy=dict(num_stages=1), search=dict(
+      backbone="cnn4", width=0.125, critic_hidden=32, batch_size=32, num_examples=32))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -173,15 +167,15 @@ def test_resolve_policy_init_and_json_roundtrip(tmp_path):
   c = _config()
   params = search.resolve_policy(c, tmp_path, jax.random.key(0))
   assert isinstance(params, policy_lib.PolicyParams)
-  assert params.weight.shape == (2, 1, 3)
+  assert params.weight.shape == (2, 1, len(tiny.OPS))   # L = 2, K = 1
   chosen = policy_lib.Policy.from_json(json.dumps({"subpolicies": [
-      [{"op": "invert", "probability": 0.25, "magnitude": 0.0}],
+      [{"op": "contrast", "probability": 0.25, "magnitude": 0.0}],
       [{"op": "brightness", "probability": 1.0, "magnitude": 0.75}]]}))
   (tmp_path / "p.json").write_text(chosen.to_json())
   c.policy.source = str(tmp_path / "p.json")
   loaded = search.resolve_policy(c, tmp_path, jax.random.key(0))
   back = policy_lib.discretize(loaded)
-  assert [op.op for sub in back.subpolicies for op in sub] == ["invert", "brightness"]
+  assert [op.op for sub in back.subpolicies for op in sub] == ["contrast", "brightness"]
   np.testing.assert_allclose([op.probability for sub in back.subpolicies for op in sub],
                              [0.25, 1.0], atol=1e-6)
   np.testing.assert_allclose(back.subpolicies[1][0].magnitude, 0.75, atol=1e-6)
@@ -257,29 +251,11 @@ def test_search_prefers_flip_over_invert_on_mirror_symmetric_data_and_cut_contro
 def test_search_then_train_end_to_end_on_demo_set(tmp_path):
   """Algorithm 1 through the experiment layer: search, then stage 2 from its policy."""
   from eriep_jax import experiment  # pylint: disable=g-import-not-at-top
-  c = default_config.get_config()
-  c.data.source = "demo"
-  c.data.name = "digits"
-  c.data.shuffle_buffer = 256
-  c.data.image_size = 16
-  c.model.name = "cnn4"
-  c.model.width = 1 / 16
-  c.batch_size = 16
-  c.num_train_steps = 2
-  c.log_every_steps = 1
-  c.checkpoint_every_steps = 100
-  c.policy.ops = ("flip", "invert", "brightness")
-  c.policy.num_subpolicies = 2
-  c.policy.num_stages = 1
-  c.policy.source = "search"
-  c.policy.learning_rate = 1e-9
-  c.search.backbone = "cnn4"
-  c.search.width = 1 / 16
-  c.search.critic_hidden = 16
-  c.search.batch_size = 16
-  c.search.num_examples = 64
-  c.search.num_steps = 2
-  c.search.log_every_steps = 1
+  c = tiny.config(batch_size=16, num_train_steps=2, checkpoint_every_steps=100)
+  c.data.update(shuffle_buffer=256, num_train_examples=None, image_size=16)
+  c.policy.update(num_stages=1, source="search", learning_rate=1e-9)
+  c.search.update(backbone="cnn4", width=1 / 16, critic_hidden=16, batch_size=16,
+                  num_examples=64, num_steps=2, log_every_steps=1)
   c.eval.noise_stds = (0.0,)
   experiment.run(c, str(tmp_path))
   result = experiment.restore(str(tmp_path))

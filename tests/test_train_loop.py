@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from eriep_jax.train import checkpoint as ckpt_lib
 from eriep_jax.train import loop
 
+import tiny
 import train_child
 
 CHILD = pathlib.Path(__file__).resolve().parent / "train_child.py"
@@ -32,12 +34,8 @@ def _noise_perturb(params, images, key, *, mode):
 
 
 def _config():
-  """train_child's tiny config (cnn4, demo set), 2K steps with the noise stand-in's syncs."""
-  c = train_child.config()
-  c.num_train_steps = 2 * K
-  c.sync_freq = 2
-  c.checkpoint_every_steps = 100
-  return c
+  """The suite's tiny config (tests/tiny.py), 2K steps with the noise stand-in's syncs."""
+  return tiny.config(num_train_steps=2 * K, sync_freq=2, checkpoint_every_steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +79,7 @@ def test_resume_equals_straight_run(straight, tmp_path, monkeypatch):
   # Everything is created afresh from the workdir: state, data position, key.
   second = loop.train(_config(), wd, perturb_fn=_noise_perturb)
   assert second.finished and second.step == 2 * K
-  for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(second.state)):
-    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+  chex.assert_trees_all_close(full.state, second.state, atol=1e-6, rtol=1e-6)
   logged = [h["loss"] for h in first.history + second.history]
   np.testing.assert_allclose(logged, [h["loss"] for h in full.history], rtol=1e-6)
   assert [h["step"] for h in full.history] == list(range(1, 2 * K + 1))

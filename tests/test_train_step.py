@@ -1,5 +1,6 @@
 """Tests for the stage-2 state and step: pmap == single device, methods, config errors."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,47 +8,17 @@ import optax
 import pytest
 from flax import linen as nn
 
-from eriep_jax import config_checks, losses, models, policy
+from eriep_jax import config_checks, losses, policy
 from eriep_jax.train import loop, state as state_lib, step as step_lib
 
-import configs.default as default_config
+import tiny
 
-_SHAPE = (8, 8, 3)
+_SHAPE = tiny.IMAGE_SHAPE
+_det_perturb, _setup = tiny.det_perturb, tiny.step_setup
 
 
 def _config(**overrides):
-  c = default_config.get_config()
-  c.model.name = "cnn4"   # the step's math does not depend on the depth; cnn4 compiles fastest
-  c.model.width = 1 / 16
-  c.policy.num_subpolicies = 2
-  c.batch_size = 8
-  c.sync_freq = 1
-  for k, v in overrides.items():
-    setattr(c, k, v)
-  return c
-
-
-def _det_perturb(params, images, key, *, mode):
-  """A deterministic, differentiable stand-in for the EPM (layout independent)."""
-  del key, mode
-  s = jax.nn.sigmoid(jnp.mean(params.magnitude))
-  return jnp.clip(images * (0.4 + s) + 0.1 * s, 0.0, 1.0)
-
-
-def _setup(config, perturb_fn=None):
-  model = loop.build_model(config, 10)
-  pmodel = loop.build_model(config, 10, bn_axis_name="batch")
-  tx = state_lib.make_optimizer(config, 10)
-  ptx = state_lib.make_policy_optimizer(config)
-  pol = policy.init_policy(jax.random.key(1), config.policy)
-  st = state_lib.create_train_state(model, pol, jax.random.PRNGKey(0), image_shape=_SHAPE,
-                                    tx=tx, policy_tx=ptx)
-  lr_fn = state_lib.learning_rate_schedule(config, 10)
-  kw = dict(tx=tx, policy_tx=ptx, learning_rate_fn=lr_fn, perturb_fn=perturb_fn)
-  single = jax.jit(step_lib.make_train_step(config, model=model, axis_name=None, **kw))
-  multi = jax.pmap(step_lib.make_train_step(config, model=pmodel, axis_name="batch", **kw),
-                   axis_name="batch", in_axes=(0, 0, None))
-  return st, single, multi
+  return tiny.config(**{"sync_freq": 1, **overrides})   # a sync every step unless told
 
 
 def _batch(n=8):
@@ -70,10 +41,7 @@ def eriep_setup():
 
 
 def _assert_trees_close(a, b, atol, name=""):
-  a_leaves, b_leaves = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(a_leaves) == len(b_leaves) > 0
-  for x, y in zip(a_leaves, b_leaves):
-    np.testing.assert_allclose(x, y, atol=atol, rtol=atol, err_msg=name)
+  chex.assert_trees_all_close(a, b, atol=atol, rtol=atol, custom_message=name)
 
 
 def test_pmap_two_devices_equals_single_device(eriep_setup):
@@ -180,13 +148,13 @@ def test_live_reference_and_augment(overrides):
 ])
 def test_bad_config_values(field, value, match):
   c = _config()
-  c.data.source = "tfds"
+  c.data.update(source="tfds", name="cifar10")
   parent, _, leaf = field.rpartition(".")
   setattr(c[parent] if parent else c, leaf, value)
   with pytest.raises(ValueError, match=match):
     config_checks.check_config(c, num_devices=2)
   # The untouched config passes.
-  config_checks.check_config(_config(), num_devices=2)
+  config_checks.check_config(_config(data=dict(source="tfds", name="cifar10")), num_devices=2)
 
 
 class _DropoutNet(nn.Module):
@@ -256,12 +224,8 @@ def test_step_schedule_and_optimizer_branches_equal_hand_computed():
 # The real soft EPM inside the step (no stand-in).
 # ----------------------------------------------------------------------------
 
-_OPS = ("brightness", "contrast")
-
-
 def _real_setup(**overrides):
-  c = _config(**overrides)
-  c.policy.ops = _OPS
+  c = _config(**overrides)   # tiny.OPS: the real EPM on brightness and contrast
   c.optimizer.name = "sgd"
   c.optimizer.momentum = 0.0
   c.optimizer.learning_rate = 1.0   # params_new = params - grad, so grads are read back exactly
@@ -412,7 +376,6 @@ def test_real_epm_policy_update_descends_l_final():
   lands 2 lr |g| away from it, far outside the 1e-6 tolerance.
   """
   c = _config(alpha=0.7)
-  c.policy.ops = _OPS
   c.optimizer.name = "sgd"
   lr = 1.0   # the gradients are ~1e-3 here; lr 1 makes the step's move readable
   ptx = optax.sgd(lr)

@@ -1,11 +1,12 @@
 """Tests for Table 4's baselines as train-step methods: supcon, unicl, jsd.
 
 The losses themselves are tested against hand-computed values in
-test_contrastive_losses.py; here: the library's step (pmap on 2 fake devices ==
+test_losses_contrastive.py; here: the library's step (pmap on 2 fake devices ==
 one device, finite gradients, the loss falls), supcon's frozen linear stage, and
 supcon's two stages end to end through the experiment with restore.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,26 +17,16 @@ from eriep_jax import config_checks, experiment, losses
 from eriep_jax.models import contrastive
 from eriep_jax.train import loop
 
-import configs.default as default_config
-import train_child
-from test_train_step import _det_perturb, _setup   # the same tiny step set-up
+import tiny
 
-_SHAPE = (8, 8, 3)
+_SHAPE = tiny.IMAGE_SHAPE
+_det_perturb, _setup = tiny.det_perturb, tiny.step_setup
 
 
 def _config(method, **supcon):
-  c = default_config.get_config()
-  c.method = method
-  c.model.name = "cnn4"   # the shortest compile; the losses do not depend on the depth
-  c.model.width = 1 / 16
-  c.policy.num_subpolicies = 2
-  c.policy.ops = ("brightness", "contrast")
-  c.batch_size = 8
-  c.optimizer.name = "sgd"   # linear in the gradient: pmap == single device to float noise
-  c.optimizer.learning_rate = 0.05
-  for k, v in supcon.items():
-    c.supcon[k] = v
-  return c
+  # SGD: linear in the gradient, so pmap == single device to float noise.
+  return tiny.config(method=method, optimizer=dict(name="sgd", learning_rate=0.05),
+                     supcon=supcon)
 
 
 def _batch(n=8, seed=3):
@@ -45,10 +36,7 @@ def _batch(n=8, seed=3):
 
 
 def _close(a, b, atol, name):
-  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(la) == len(lb) > 0
-  for x, y in zip(la, lb):
-    np.testing.assert_allclose(x, y, atol=atol, rtol=atol, err_msg=name)
+  chex.assert_trees_all_close(a, b, atol=atol, rtol=atol, custom_message=name)
 
 
 def _max_change(a, b):
@@ -206,14 +194,7 @@ def test_bad_baseline_config_is_one_sentence(field, value, match):
 
 def test_supcon_two_stages_end_to_end_and_restore(tmp_path):
   """One run: the encoder stage, then the linear stage from it; restore scores the classifier."""
-  c = train_child.config()
-  c.method = "supcon"
-  c.num_train_steps = 4
-  c.checkpoint_every_steps = 2
-  c.eval_batch_size = 120
-  c.write_plots = False
-  c.eval.noise_stds = (0.0,)
-  c.eval.perturbations = ("clean",)
+  c = tiny.job(method="supcon")
   res = experiment.train_and_evaluate(c, str(tmp_path / "run"))
   enc = eriep_jax.restore(str(tmp_path / "run" / experiment.SUPCON_ENCODER_DIR))
   run = eriep_jax.restore(str(tmp_path / "run"))

@@ -184,7 +184,7 @@ def test_crop_boxes_statistics():
   a = s_lo * side * side
   lo = min((math.sqrt(a * r) - 0.5) * (math.sqrt(a / r) - 0.5) for r in (r_lo, r_hi))
   frac = h * w / side**2
-  assert frac.min() >= lo / side**2 and frac.max() <= 1.0
+  assert frac.min() >= lo / side**2 and frac.max() <= s_hi
   assert frac.min() < 0.22 and frac.max() > 0.95   # the whole range is used
   # Most draws lie inside [0.2, 1] exactly.
   assert np.mean(frac >= s_lo) > 0.9
