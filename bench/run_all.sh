@@ -17,6 +17,7 @@ run ops 150 python3 -m bench.ops --batch 256 --repeats 10 --label "$label"
 run policy 150 python3 -m bench.policy --batch 128 --repeats 10 --label "$label"
 run train 150 python3 -m bench.train --steps 20
 run search 150 python3 -m bench.search --steps 10
+run demo 300 python3 -m bench.demo
 # All models by default (ResNet-50 and ConvNeXt-T at 224x224, batch 32); on a CPU pass e.g.
 # MODELS_ARGS="--models cnn8,vgg16,resnet18 --repeats 3".
 run models 300 python3 -m bench.models ${MODELS_ARGS:---repeats 10}

@@ -75,6 +75,17 @@ def test_demo_set_split_values_and_info():
   info = data.get_dataset_info(_config(source="demo"))
   assert info == data.DatasetInfo("demo", 10, 1437, 360, (32, 32, 3),
                                   tuple("0123456789"))
+  # config.data.image_size renders the digits at that size, straight from 8x8: x2 upsampling
+  # samples at offsets -1/4, 1/4, so each 2x2 block's mean is the same [1/8, 3/4, 1/8] filter.
+  info = data.get_dataset_info(_config(source="demo", image_size=16))
+  assert info.image_shape == (16, 16, 3)
+  small = demo_lib.load_demo(16)
+  x16 = np.concatenate([small["train"][0], small["test"][0]])[..., 0]
+  np.testing.assert_array_equal(np.concatenate([small["train"][1], small["test"][1]]), all_y)
+  np.testing.assert_allclose(x16.reshape(-1, 8, 2, 8, 2).mean((2, 4)), ref, atol=1e-6)
+  with pytest.raises(ValueError, match=r"image size must be a positive integer, got -4; set "
+                     r"config.data.image_size"):
+    demo_lib.load_demo(-4)
 
 
 def _demo_split_indices():

@@ -65,9 +65,10 @@ def test_resize_matches_tensorflow_bit_for_bit():
   np.testing.assert_array_equal(demo_lib.resize_bilinear(x, 5), want)
 
 
-def test_demo_batches_equal_the_tfdata_path():
+@pytest.mark.parametrize("size", [None, 16])   # the default 32x32 and the README demo's 16x16
+def test_demo_batches_equal_the_tfdata_path(size):
   pytest.importorskip("tensorflow")
-  mem, tfd = _config(source="demo", pipeline="memory"), _config(source="demo", pipeline="tfdata")
+  mem, tfd = (_config(source="demo", pipeline=p, image_size=size) for p in ("memory", "tfdata"))
   for c in (mem, tfd):
     c.batch_size, c.eval_batch_size, c.seed = 32, 100, 3
   assert isinstance(sources.get_source(mem.data), memory.ArraySource)
@@ -87,7 +88,7 @@ def test_demo_batches_equal_the_tfdata_path():
       np.testing.assert_array_equal(x[k], y[k])
   a = data.heldout_arrays(mem, num_examples=1000, count=300)
   b = data.heldout_arrays(tfd, num_examples=1000, count=300)
-  assert a["image"].shape == (300, 32, 32, 3)
+  assert a["image"].shape == (300, size or 32, size or 32, 3)
   np.testing.assert_array_equal(a["image"], b["image"])
   np.testing.assert_array_equal(a["label"], b["label"])
 
@@ -179,7 +180,7 @@ def test_corrupt_and_odd_files_are_one_sentence(tmp_path, caplog):
     memory.folder_arrays(root, "train")
 
 
-def test_bad_pipeline_settings_are_refused_before_reading():
+def test_bad_pipeline_settings_are_refused_before_reading(tmp_path):
   with pytest.raises(ValueError, match=r"unknown config.data.pipeline 'arrays'"):
     sources.resolve_pipeline(_config(source="demo", pipeline="arrays").data)
   with pytest.raises(ValueError, match=r"reads only .* sources, not data.source='tfds'"):
@@ -187,9 +188,13 @@ def test_bad_pipeline_settings_are_refused_before_reading():
   c = _config(source="demo", pipeline="memory", train_augment="imagenet")
   with pytest.raises(ValueError, match=r"no train_augment 'imagenet'.*pipeline='tfdata'"):
     data.train_iterator(c)
-  c = _config(source="demo", pipeline="memory", image_size=64)
-  with pytest.raises(ValueError, match=r"does not resize.*image_size is 64"):
+  _index_folder(tmp_path / "f", per_class=1, classes=2)
+  c = _config(source="folder", root=str(tmp_path / "f"), pipeline="memory", image_size=64)
+  with pytest.raises(ValueError, match=r"does not resize.*\(8, 8\).*image_size is 64"):
     data.eval_iterator(c)
+  # The demo set is rendered at image_size, so the memory pipeline takes any size there.
+  c = _config(source="demo", pipeline="memory", image_size=12)
+  assert data.get_dataset_info(c).image_shape == (12, 12, 3)
 
 
 def test_without_tensorflow_auto_is_memory_and_tfdata_is_refused(monkeypatch):

@@ -2,8 +2,10 @@
 
 scikit-learn ships the UCI optical-recognition digits (1,797 images, 10
 classes, pixel values 0..16) inside the package, so this set needs no download.
-The images are scaled to [0, 1], resized bilinearly to 32x32 (the CIFAR input
-size, so the CIFAR models run unchanged) and repeated to 3 channels. The split
+The images are scaled to [0, 1], resized bilinearly from 8x8 straight to
+`size` x `size` (default 32, the CIFAR input size, so the CIFAR models run
+unchanged; `config.data.image_size` picks another, e.g. the README demo's 16)
+and repeated to 3 channels. The split
 is a fixed stratified 80/20 split (`train_test_split(test_size=0.2,
 stratify=labels, random_state=0)`): 1,437 train and 360 test images, each split
 kept in the original file order. Batches then go through the same
@@ -52,21 +54,27 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
   return upper + (lower - upper) * fy
 
 
-@functools.lru_cache(maxsize=1)
-def load_demo() -> dict:
-  """Loads, resizes and splits the digits once per process.
+@functools.lru_cache(maxsize=2)
+def load_demo(size: int = DEMO_SIZE) -> dict:
+  """Loads, resizes and splits the digits once per process and size.
+
+  Args:
+    size: the side of the resized images (the digits are 8x8).
 
   Returns:
     {'train': (images, labels), 'test': (images, labels)} with float32 images
-    (N, 32, 32, 3) in [0, 1] and int32 labels (N,).
+    (N, size, size, 3) in [0, 1] and int32 labels (N,).
   """
+  if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
+    raise ValueError(f"the demo set's image size must be a positive integer, got {size!r}; "
+                     "set config.data.image_size to e.g. 16 or 32 (None means 32)")
   import sklearn.datasets  # pylint: disable=g-import-not-at-top
   import sklearn.model_selection  # pylint: disable=g-import-not-at-top
 
   digits = sklearn.datasets.load_digits()
   images = (digits.images.astype(np.float32) / 16.0)[..., None]   # 0..16 -> [0, 1]
   labels = digits.target.astype(np.int32)
-  images = resize_bilinear(images, DEMO_SIZE)
+  images = resize_bilinear(images, int(size))
   images = np.clip(np.repeat(images, 3, axis=-1), 0.0, 1.0)   # float round-off only
   idx = np.arange(len(labels))
   train_idx, test_idx = sklearn.model_selection.train_test_split(

@@ -156,10 +156,10 @@ def folder_arrays(root: pathlib.Path, split: str, *, skip_corrupt: bool = False)
 
 
 def array_source(source: str, root: str | None, archive: str | None,
-                 skip_corrupt: bool) -> ArraySource:
+                 skip_corrupt: bool, demo_size: int = demo_lib.DEMO_SIZE) -> ArraySource:
   """The ArraySource of a demo or folder ``config.data`` (splits read on first use)."""
   if source == "demo":
-    data = demo_lib.load_demo()
+    data = demo_lib.load_demo(demo_size)
     return ArraySource("demo", demo_lib.CLASS_NAMES, data["train"][0].shape[1:],
                        {s: ArraySplit(*data[s]) for s in data})
   if source != "folder":

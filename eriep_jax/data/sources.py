@@ -8,7 +8,7 @@
           the prepared files are missing, `get_source` fails at once and says
           where to put them.
   folder  `<root>/{train,test}/<class>/<image>` (see `folder.py`).
-  demo    scikit-learn's digits, resized to 32x32x3 (see `demo.py`).
+  demo    scikit-learn's digits, resized to 32x32x3, or to `data.image_size` (`demo.py`).
 
 Folder and demo sources are *indexed*: the pipeline draws a permutation of
 example indices per epoch and loads examples by index, so skipping ahead to a
@@ -184,8 +184,8 @@ class IndexedSource:
     return self.split(split).num_examples
 
 
-def _demo_source() -> IndexedSource:
-  data = demo_lib.load_demo()
+def _demo_source(size: int) -> IndexedSource:
+  data = demo_lib.load_demo(size)
 
   def make(split):
     images, labels = data[split]
@@ -335,12 +335,13 @@ def check_data_config(data_config) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt, pipeline):
+def _cached_source(source: str, name: str, data_dir, root, archive, skip_corrupt, pipeline,
+                   demo_size):
   if pipeline == "memory":
     from eriep_jax.data import memory  # pylint: disable=g-import-not-at-top
-    return memory.array_source(source, root, archive, skip_corrupt)
+    return memory.array_source(source, root, archive, skip_corrupt, demo_size)
   if source == "demo":
-    return _demo_source()
+    return _demo_source(demo_size)
   if source == "folder":
     return _folder_source(root, archive, skip_corrupt)
   return TfdsSource(name, data_dir)
@@ -366,6 +367,9 @@ def get_source(data_config):
                      f"{', '.join(SOURCES)}")
   root = data_config.get("root")
   root = str(pathlib.Path(root).expanduser().resolve()) if root else None
+  # The demo set is rendered at data.image_size (the digits are 8x8, so resizing them once,
+  # straight to that size, is the only resize), so no pipeline resizes it again.
+  demo_size = data_config.get("image_size") or demo_lib.DEMO_SIZE
   return _cached_source(source, data_config.name, data_config.get("data_dir"), root,
                         data_config.get("archive"), bool(data_config.get("skip_corrupt")),
-                        resolve_pipeline(data_config))
+                        resolve_pipeline(data_config), demo_size)
