@@ -633,3 +633,20 @@ def test_hard_mode_shares_sequential_and_vmapped_give_the_same_images():
           for s in (True, False)]
   assert not np.array_equal(outs[0], np.asarray(x))
   np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
+
+
+def test_mix_backward_equals_autodiff_of_the_weighted_sum():
+  # perturb_soft mixes the N candidates with `_mix`, whose backward pass is
+  # written out; it gives jax.grad of sum_n coef[:, n] * out_n, in the
+  # coefficients and in every candidate's output.
+  from eriep_jax.policy import apply as apply_lib  # pylint: disable=g-import-not-at-top
+  coef = jax.random.uniform(jax.random.key(41), (3, 4))
+  outs = [jax.random.uniform(jax.random.key(42 + n), (3, 5, 6, 2)) for n in range(4)]
+  weights = jax.random.normal(jax.random.key(49), (3, 5, 6, 2))
+  plain = lambda c, *o: sum(c[:, n, None, None, None] * o[n] for n in range(4))
+  argnums = tuple(range(5))
+  got = jax.grad(lambda *a: jnp.sum(apply_lib._mix(*a) * weights), argnums)(coef, *outs)
+  want = jax.grad(lambda *a: jnp.sum(plain(*a) * weights), argnums)(coef, *outs)
+  np.testing.assert_allclose(apply_lib._mix(coef, *outs), plain(coef, *outs), rtol=1e-6)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)

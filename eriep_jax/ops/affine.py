@@ -12,7 +12,7 @@ All geometric ops share one bilinear sampler that reproduces Pillow's
   image clamped to the border (Pillow's XCLIP/YCLIP).
 
 `rotate` uses the general sampler `affine_transform` (four gathers, whose
-backward pass, written out, is four scatter-adds). Shear moves each row
+backward pass, written out, is one scatter-add of 2x2 blocks). Shear moves each row
 (column) along itself by its own offset, so it uses `_shift`: a barrel shifter
 of static slices with a hand-written transpose, no gather and no scatter, over
 the few shifts that |m| <= 1 can reach. Translate moves every row by
@@ -74,8 +74,9 @@ def _bilinear(images: jax.Array, xin: jax.Array, yin: jax.Array, *,
 
   The backward pass is written out (`_bilinear_bwd`) and gives what
   `jax.grad` gives for the sampler: the coordinate gradients sum the
-  channels by slices, and the image gradient is four scatter-adds. On CPU
-  this is 1.3-2x faster than autodiff's own backward pass.
+  channels by slices, and the image gradient is one scatter-add of each
+  output pixel's 2x2 block (autodiff's is four). On CPU this is 1.7-2x
+  faster than autodiff's own backward pass.
   """
   return _bilinear_vjp(images, xin, yin, fill)
 
@@ -144,11 +145,21 @@ def _bilinear_bwd(fill, res, ct):
   g_ys = sum(d_dy[..., i] for i in range(c))
   g_xin, = clip_x(g_xs)
   g_yin, = clip_y(g_ys)
-  weights = ((1.0 - dx) * (1.0 - dy), dx * (1.0 - dy), (1.0 - dx) * dy, dx * dy)
-  g_images = jnp.zeros((b * h * w, c), g.dtype)
-  for i, wt in zip(index, weights):
-    g_images = g_images.at[i].add((g * wt).reshape(-1, c), mode="promise_in_bounds")
-  return g_images.reshape(shape), g_xin, g_yin
+  # One scatter-add of each output pixel's 2x2 block of weighted gradients at
+  # its top-left tap, into the batch's rows stacked, one row and one column
+  # larger. A tap clamped onto the last row or column (y1 = y0 = H - 1) has
+  # weight 0 there (dy = 0), so it may land in the margin or on the next
+  # image's first row, and adds nothing.
+  top = jnp.stack([g * ((1.0 - dx) * (1.0 - dy)), g * (dx * (1.0 - dy))], axis=-2)
+  bottom = jnp.stack([g * ((1.0 - dx) * dy), g * (dx * dy)], axis=-2)
+  updates = jnp.stack([top, bottom], axis=-3).reshape(-1, 2, 2, c)
+  corner = jnp.stack([index[0] // w, index[0] % w], axis=-1)   # (row of the stack, column)
+  numbers = jax.lax.ScatterDimensionNumbers(update_window_dims=(1, 2, 3),
+                                            inserted_window_dims=(),
+                                            scatter_dims_to_operand_dims=(0, 1))
+  grown = jax.lax.scatter_add(jnp.zeros((b * h + 1, w + 1, c), g.dtype), corner, updates,
+                              numbers, mode="promise_in_bounds")
+  return grown[:b * h, :w].reshape(shape), g_xin, g_yin
 
 
 _bilinear_vjp.defvjp(_bilinear_fwd, _bilinear_bwd)

@@ -66,6 +66,38 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
   return v.reshape(v.shape + (1,) * (x.ndim - 1))
 
 
+@jax.custom_vjp
+def _mix(coef: jax.Array, *outs: jax.Array) -> jax.Array:
+  """sum_n coef[:, n] * outs[n], the candidates' outputs mixed per sample.
+
+  The N outputs are stacked and mixed with one batched matmul: its backward
+  gives all N coefficient gradients in one dot instead of N reductions over
+  the images (about a quarter faster on CPU than a running sum). The
+  backward pass is written out so that each candidate receives its
+  cotangent coef[:, n] * g directly, which XLA fuses into the candidate's own
+  backward pass, instead of autodiff's (B, N, H, W, C) outer product that is
+  then cut into N slices (the ERIEP step about 10 ms faster on 2 CPU cores).
+  """
+  return _mix_fwd(coef, *outs)[0]
+
+
+def _mix_fwd(coef, *outs):
+  b, n = coef.shape
+  stacked = jnp.stack(outs, axis=1).reshape(b, n, -1)
+  mixed = jnp.einsum("bn,bnp->bp", coef, stacked).reshape(outs[0].shape)
+  return mixed, (coef, stacked)
+
+
+def _mix_bwd(res, g):
+  coef, stacked = res
+  b, n = coef.shape
+  g_coef = jnp.einsum("bp,bnp->bn", g.reshape(b, -1), stacked)
+  return (g_coef,) + tuple(_bcast(coef[:, k], g) * g for k in range(n))
+
+
+_mix.defvjp(_mix_fwd, _mix_bwd)
+
+
 def perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
                  subpolicy: jax.Array, *,
                  call_op: Callable[..., jax.Array] = apply_op) -> jax.Array:
@@ -92,13 +124,8 @@ def perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
     sign = jax.random.rademacher(key_sign, (batch, num_ops), jnp.float32)
     mag = jnp.where(symmetric, sign * mu, mu)
     coef = sel * gate                                  # (B, N)
-    # The N outputs stacked and mixed with one batched matmul: its backward
-    # gives all N coefficient gradients in one dot instead of N reductions over
-    # the images (about a quarter faster on CPU than a running sum).
-    outs = jnp.stack([call_op(name, x, mag[:, n], key_op)
-                      for n, name in enumerate(params.ops)], axis=1)     # (B, N, H, W, C)
-    outs = outs.reshape(batch, num_ops, -1)
-    mixed = jnp.einsum("bn,bnp->bp", coef, outs).reshape(x.shape)
+    mixed = _mix(coef, *[call_op(name, x, mag[:, n], key_op)
+                         for n, name in enumerate(params.ops)])
     return _bcast(1.0 - jnp.sum(coef, axis=1), x) * x + mixed, None
 
   stage_major = lambda a: jnp.swapaxes(a, 0, 1)        # (L, K, N) -> (K, L, N)
