@@ -640,7 +640,7 @@ def test_mix_backward_equals_autodiff_of_the_weighted_sum():
   # written out; it gives jax.grad of sum_n coef[:, n] * out_n, in the
   # coefficients and in every candidate's output.
   from eriep_jax.policy import apply as apply_lib  # pylint: disable=g-import-not-at-top
-  coef = jax.random.uniform(jax.random.key(41), (3, 4))
+  coef = jax.random.uniform(jax.random.key(41), (3, 4))   # also N = 1 below
   outs = [jax.random.uniform(jax.random.key(42 + n), (3, 5, 6, 2)) for n in range(4)]
   weights = jax.random.normal(jax.random.key(49), (3, 5, 6, 2))
   plain = lambda c, *o: sum(c[:, n, None, None, None] * o[n] for n in range(4))
@@ -650,3 +650,5 @@ def test_mix_backward_equals_autodiff_of_the_weighted_sum():
   np.testing.assert_allclose(apply_lib._mix(coef, *outs), plain(coef, *outs), rtol=1e-6)
   for g, r in zip(got, want):
     np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+  one = apply_lib._mix(coef[:, :1], outs[0])                       # a single candidate
+  np.testing.assert_allclose(one, coef[:, :1, None, None] * outs[0], rtol=1e-6)
