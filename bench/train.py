@@ -5,9 +5,10 @@ r"""Benchmark: ERIEP vs standard train-step time, and end-to-end training images
 
 Prints (1) the per-step wall time of the jitted stage-2 step for `standard` and
 `eriep` (frozen reference, the real soft EPM), measured in one process on the
-same data after a warm-up, and their ratio (target <= 1.8x; the issue put the
-floor at about 1.67x, counting N's forward and backward and R's forward and its
-backward to the input, but not the EPM's own cost); (2) three reference points, measured alongside: the ERIEP
+same data after a warm-up, and their ratio (the speed issue's goal: <= 2.0x on
+the 2-core dev box; an earlier issue asked 1.8x, with a floor of about 1.67x
+for N's forward and backward and R's forward and its backward to the input,
+not counting the EPM's own cost); (2) three reference points, measured alongside: the ERIEP
 step with a one-multiply stand-in for the EPM (N + R only), and with the real
 soft EPM whose 17 candidates are all the identity (the cost of mixing them)
 or all brightness (the cheapest real op); (3) end-to-end `eriep` training
@@ -112,14 +113,20 @@ def _end_to_end(*, width: float, batch_size: int, steps: int) -> float:
   c.data.source, c.data.name = "demo", "digits"
   c.model.width = width
   c.batch_size = batch_size
-  c.num_train_steps = steps + 5
   c.log_every_steps = 5
   c.checkpoint_every_steps = 10_000
   c.progress = False
-  with tempfile.TemporaryDirectory() as wd:
-    out = loop.train(c, wd)
-  timed = [h for h in out.history if h["step"] > 5]   # skip the compile window
-  return sum(h["images_per_sec"] for h in timed) / len(timed)
+  # Whole runs of 5 and 5 + steps steps, after a first one that compiles
+  # (the later runs reuse its programs): the difference in wall time is the
+  # cost of `steps` steps, without start-up and compilation.
+  seconds = []
+  for n in (5, 5, steps + 5):
+    c.num_train_steps = n
+    with tempfile.TemporaryDirectory() as wd:
+      start = time.perf_counter()
+      loop.train(c, wd)
+      seconds.append(time.perf_counter() - start)
+  return steps * batch_size / max(seconds[2] - seconds[1], 1e-9)
 
 
 def main(argv):
@@ -137,7 +144,7 @@ def main(argv):
   print(f"cnn8 width {FLAGS.width}, batch {FLAGS.batch_size}, median of {FLAGS.steps} steps:")
   print(f"  standard step: {1e3 * t_std:8.1f} ms   ({FLAGS.batch_size / t_std:7.1f} images/s)")
   print(f"  eriep step:    {1e3 * t_eriep:8.1f} ms   ({FLAGS.batch_size / t_eriep:7.1f} images/s)")
-  print(f"  eriep / standard step-time ratio: {t_eriep / t_std:.2f}x  (target <= 1.8x)")
+  print(f"  eriep / standard step-time ratio: {t_eriep / t_std:.2f}x  (goal <= 2.0x on 2 CPU cores)")
   print(f"  eriep with a one-multiply EPM (N + R only): {1e3 * t_nr:.1f} ms, "
         f"{t_nr / t_std:.2f}x standard; the soft EPM costs the rest")
   print("  diagnostics (not ERIEP), the soft EPM with all 17 candidates replaced by:")
@@ -145,6 +152,8 @@ def main(argv):
                         ("brightness_ops", "brightness (the cheapest real op)")):
     t = times[f"eriep:{variant}"]
     print(f"    {what:34s} {1e3 * t:8.1f} ms, {t / t_std:.2f}x standard")
+  if FLAGS.e2e_steps <= 0:
+    return
   try:
     import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
