@@ -6,8 +6,10 @@
 For each op it prints images/s of the jitted forward pass and of the jitted
 forward+backward pass (gradients in the images and the per-sample magnitudes),
 then the same for all 17 ops applied to one batch in one jitted function (what
-the soft policy evaluates per stage). Figures are medians of `--repeats` timed
-runs after one warm-up run, on JAX's default device.
+the soft policy evaluates per stage). Each op runs as the EPM calls it, its
+`unit_fn` where it has one (shear's shorter barrel for |m| <= 1; the magnitudes
+here lie in [-1, 1]). Figures are medians of `--repeats` timed runs after one
+warm-up run, on JAX's default device.
 """
 
 import argparse
@@ -54,15 +56,16 @@ def main(argv=None):
     return lambda x, m, k, w: jnp.sum(fn(x, m, k) * w)
 
   for spec in specs:
-    fwd = jax.jit(spec.fn)
-    bwd = jax.jit(jax.value_and_grad(loss_of(spec.fn), argnums=(0, 1)))
+    fn = spec.unit_fn or spec.fn
+    fwd = jax.jit(fn)
+    bwd = jax.jit(jax.value_and_grad(loss_of(fn), argnums=(0, 1)))
     t_f = median_time(fwd, images, mags, key, repeats=args.repeats)
     t_b = median_time(bwd, images, mags, key, weights, repeats=args.repeats)
     print(f"{spec.name:16s} {args.batch / t_f:12.0f} {args.batch / t_b:14.0f}")
 
   def all_ops(x, m, k):
     keys = jax.random.split(k, len(specs))
-    return sum(s.fn(x, m, kk) for s, kk in zip(specs, keys))
+    return sum((s.unit_fn or s.fn)(x, m, kk) for s, kk in zip(specs, keys))
 
   t_f = median_time(jax.jit(all_ops), images, mags, key, repeats=args.repeats)
   t_b = median_time(jax.jit(jax.value_and_grad(loss_of(all_ops), argnums=(0, 1))),

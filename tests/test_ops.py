@@ -545,28 +545,32 @@ def test_blend_backward_equals_autodiff_of_the_expression(degenerate_shape):
 
 
 @pytest.mark.parametrize("name", ["shear_x", "shear_y"])
-def test_shear_short_barrel_and_full_barrel_agree(name):
-  # Shear runs a barrel of shifts in [-5, 4] at 32 pixels when every |m| <= 1,
-  # and the full one otherwise (`_shift`'s reach). The same images give the
-  # same values on both paths, and both equal the gather path.
+def test_shear_short_barrel_for_unit_magnitudes_equals_the_full_one(name):
+  # The EPM calls shear with unit_magnitude=True (its OpSpec's unit_fn): a
+  # barrel of shifts in [-5, 4] at 32 pixels. For |m| <= 1 it equals the
+  # default full barrel and the gather path, values and gradients; the
+  # default stays exact beyond (m = 3.3), where the short one is not.
   fn = getattr(ops, name)
+  assert ops.get_op(name).unit_fn.keywords == {"unit_magnitude": True}
   images = jax.random.uniform(jax.random.key(11), (5, 32, 32, 3))
   weights = jax.random.normal(jax.random.key(12), images.shape)
   # No m = 0: there the gather path's border taps sit on `jnp.clip`'s tie
   # (see the next test).
-  inside = jnp.array([0.05, 1.0, -1.0, 0.37, -0.999])
-  outside = inside.at[4].set(3.3)      # one image past the range: full barrel
-  grad = jax.jit(jax.grad(lambda x, m: jnp.sum(fn(x, m) * weights), argnums=(0, 1)))
-  short, full = jax.jit(fn)(images, inside), jax.jit(fn)(images, outside)
-  np.testing.assert_allclose(short[:4], full[:4], rtol=0, atol=1e-6)
-  for mags, out in ((inside, short), (outside, full)):
-    # 32-pixel coordinates round differently on the two paths (2e-6 seen).
-    np.testing.assert_allclose(out, _affine_reference(name, images, mags), rtol=0, atol=1e-5)
-    ref = jax.grad(lambda x, m: jnp.sum(_affine_reference(name, x, m) * weights),
-                   argnums=(0, 1))(images, mags)
-    for got, want in zip(grad(images, mags), ref):
-      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  assert float(jnp.max(jnp.abs(full[4] - short[4]))) > 0.1   # m = 3.3 really differs
+  mags = jnp.array([0.05, 1.0, -1.0, 0.37, -0.999])
+  short = functools.partial(fn, unit_magnitude=True)
+  np.testing.assert_allclose(jax.jit(short)(images, mags), jax.jit(fn)(images, mags),
+                             rtol=0, atol=1e-6)
+  # 32-pixel coordinates round differently on the two paths (2e-6 seen).
+  np.testing.assert_allclose(jax.jit(short)(images, mags), _affine_reference(name, images, mags),
+                             rtol=0, atol=1e-5)
+  loss = lambda f: jax.jit(jax.grad(lambda x, m: jnp.sum(f(x, m) * weights), argnums=(0, 1)))
+  reference = functools.partial(_affine_reference, name)
+  for got, want in zip(loss(short)(images, mags), loss(reference)(images, mags)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  far = mags.at[4].set(3.3)
+  np.testing.assert_allclose(jax.jit(fn)(images, far), _affine_reference(name, images, far),
+                             rtol=0, atol=1e-5)
+  assert float(jnp.max(jnp.abs(jax.jit(short)(images, far)[4] - jax.jit(fn)(images, far)[4]))) > 0.1
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])

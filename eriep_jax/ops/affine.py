@@ -14,8 +14,8 @@ All geometric ops share one bilinear sampler that reproduces Pillow's
 `rotate` uses the general sampler `affine_transform` (four gathers, whose
 backward pass, written out, is one scatter-add of 2x2 blocks). Shear moves each row
 (column) along itself by its own offset, so it uses `_shift`: a barrel shifter
-of static slices with a hand-written transpose, no gather and no scatter, over
-the few shifts that |m| <= 1 can reach. Translate moves every row by
+of static slices with a hand-written transpose, no gather and no scatter (the
+EPM's, with |m| <= 1, over the few shifts that it can reach). Translate moves every row by
 the same offset, so it uses `_resample_rows`: one (W, W) bilinear weight
 matrix per image, applied as a matmul. Both equal the gather path within float
 rounding (tested to 1e-6, gradients to 1e-5) and are several times cheaper on
@@ -194,11 +194,10 @@ def _shift(images: jax.Array, offset: jax.Array, axis: int, *,
   The barrel's cost grows with the range of k it must cover: every line is
   padded by that range and shifted by one pass per bit. Without `reach` it
   covers every k that leaves a valid pixel, [-n, n - 1] on a line of n
-  pixels. A caller that knows |offset| is usually small passes `reach`: when
-  every k of the batch lies in [-reach, reach - 1], a barrel of that range
-  runs (shear's |offset| <= 0.15 n for |m| <= 1 needs 4 bits instead of 6 at
-  n = 32, and a third of the padding); otherwise the full one does, so the
-  result is the same for any offset (`lax.cond` on the batch's largest k).
+  pixels. A caller that knows every k lies in [-reach, reach - 1] passes
+  `reach` for a shorter barrel: shear with |m| <= 1 (|offset| <= 0.15 n)
+  needs 4 bits instead of 6 at n = 32, and a third of the padding. A k
+  outside that range is clipped into it, which is wrong for its line.
 
   Args:
     images: float32 images, shape (B, H, W, C).
@@ -206,21 +205,14 @@ def _shift(images: jax.Array, offset: jax.Array, axis: int, *,
       per line: shape (B, H) for axis=2, (B, W) for axis=1.
     axis: 2 to shift along the width, 1 to shift along the height.
     fill: the value of output pixels whose source lies outside the line.
-    reach: None, or a static bound on |floor(offset)| for which a shorter
-      barrel runs (see above).
+    reach: None, or a static bound such that every floor(offset) lies in
+      [-reach, reach - 1] (see above).
 
   Returns:
     The resampled images, shape (B, H, W, C).
   """
   n = images.shape[axis]
-  if reach is None or reach >= n:
-    return _shift_vjp(images, offset, axis, fill, n)
-  k = jnp.floor(jax.lax.stop_gradient(offset))
-  near = (jnp.min(k) >= -reach) & (jnp.max(k) <= reach - 1)
-  return jax.lax.cond(near,
-                      lambda x, o: _shift_vjp(x, o, axis, fill, reach),
-                      lambda x, o: _shift_vjp(x, o, axis, fill, n),
-                      images, offset)
+  return _shift_vjp(images, offset, axis, fill, n if reach is None else min(reach, n))
 
 
 def _line(a: jax.Array, axis: int) -> jax.Array:
@@ -272,7 +264,7 @@ def _shift_fwd(images, offset, axis, fill, reach):
   # The line E with n border copies on the left (`_barrel` extends the right):
   # E[i + k] for i in [0, n] is padded[i + u], u = k + r. With r = n, a shift
   # outside [-n, n - 1] leaves no valid pixel, so clipping it changes only
-  # masked values; a smaller r is used only when every k lies in [-r, r - 1].
+  # masked values; a smaller r is passed only when every k lies in [-r, r - 1].
   pad = [(0, 0)] * 4
   pad[axis] = (r, 0)
   taps = _barrel(jnp.pad(images, pad, mode="edge"),
@@ -398,7 +390,7 @@ def _shear_reach(n: int) -> int:
 
 
 def shear_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
-            key: jax.Array | None = None) -> jax.Array:
+            key: jax.Array | None = None, *, unit_magnitude: bool = False) -> jax.Array:
   """Shears horizontally by the factor 0.3 * m about the image centre.
 
   Output pixel (x, y) samples the input at (x + s (y - H/2), y), s = 0.3 m,
@@ -408,6 +400,9 @@ def shear_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
     images: float32 images in [0, 1], shape (B, H, W, C).
     magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
     key: unused.
+    unit_magnitude: promise that every |m| <= 1, for a shorter barrel shifter
+      (`_shift`'s reach; the EPM's magnitudes always are, and it passes True).
+      A larger |m| then gives wrong values; by default any m is exact.
 
   Returns:
     The sheared images; uncovered pixels are 0.5.
@@ -418,11 +413,12 @@ def shear_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
   yo = jnp.arange(h, dtype=jnp.float32) + 0.5
   # The matrix (1, s, -s H/2, 0, 1, 0): row y moves by s (y + .5 - H/2).
-  return _shift(images, s[:, None] * (yo - h / 2), axis=2, reach=_shear_reach(h))
+  return _shift(images, s[:, None] * (yo - h / 2), axis=2,
+                reach=_shear_reach(h) if unit_magnitude else None)
 
 
 def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
-            key: jax.Array | None = None) -> jax.Array:
+            key: jax.Array | None = None, *, unit_magnitude: bool = False) -> jax.Array:
   """Shears vertically by the factor 0.3 * m about the image centre.
 
   Output pixel (x, y) samples the input at (x, y + s (x - W/2)), s = 0.3 m.
@@ -431,6 +427,7 @@ def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
     images: float32 images in [0, 1], shape (B, H, W, C).
     magnitude: m in [-1, 1], a scalar or shape (B,); 0 is the identity.
     key: unused.
+    unit_magnitude: as in `shear_x`.
 
   Returns:
     The sheared images; uncovered pixels are 0.5.
@@ -441,7 +438,8 @@ def shear_y(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
   s = SHEAR_SCALE * check_magnitude(magnitude, images.shape[0])
   xo = jnp.arange(w, dtype=jnp.float32) + 0.5
   # The matrix (1, 0, 0, s, 1, -s W/2): column x moves by s (x + .5 - W/2).
-  return _shift(images, s[:, None] * (xo - w / 2), axis=1, reach=_shear_reach(w))
+  return _shift(images, s[:, None] * (xo - w / 2), axis=1,
+                reach=_shear_reach(w) if unit_magnitude else None)
 
 
 def translate_x(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,

@@ -48,11 +48,16 @@ def _op_salt(name: str) -> int:
 
 
 def apply_op(name: str, images: jax.Array, magnitude: jax.Array, key: jax.Array) -> jax.Array:
-  """Applies the op `name` with a per-op key; the default `call_op` of `perturb_soft`."""
+  """Applies the op `name` with a per-op key; the default `call_op` of `perturb_soft`.
+
+  The EPM's magnitudes lie in [-1, 1] (mu in [0, 1], `constrain`; a `Policy`
+  checks its own), so it uses each op's `unit_fn` where it has one.
+  """
   spec = ops_lib.get_op(name)
+  fn = spec.unit_fn or spec.fn
   if spec.needs_key:
-    return spec.fn(images, magnitude, key=jax.random.fold_in(key, _op_salt(name)))
-  return spec.fn(images, magnitude)
+    return fn(images, magnitude, key=jax.random.fold_in(key, _op_salt(name)))
+  return fn(images, magnitude)
 
 
 def split_keys(key: jax.Array, num_stages: int) -> tuple[jax.Array, jax.Array]:
