@@ -70,9 +70,9 @@ def affine_transform(images: jax.typing.ArrayLike, matrix: jax.typing.ArrayLike,
 
 def _bilinear(images: jax.Array, xin: jax.Array, yin: jax.Array, *,
               fill: float) -> jax.Array:
-  """Pillow's bilinear sample of every output pixel at (xin, yin), (B, H, W).
+  """Pillow's bilinear sample of every output pixel at (xin, yin), both (B, H, W).
 
-  The backward pass is written out (`_bilinear_bwd`) and gives what
+  Returns (B, H, W, C). The backward pass is written out (`_bilinear_bwd`) and gives what
   `jax.grad` gives for the sampler: the coordinate gradients sum the
   channels by slices, and the image gradient is one scatter-add of each
   output pixel's 2x2 block (autodiff's is four). On CPU this is 1.7-2x
@@ -103,7 +103,7 @@ def _bilinear_parts(images, xin, yin):
   # and backward (XLA fuses the index arithmetic into each gather).
   first = (jnp.arange(b, dtype=jnp.int32) * (h * w))[:, None, None]
   index = [(first + y * w + x).reshape(-1) for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1))]
-  return valid, dx, dy, index, (clip_x, clip_y)
+  return valid, dx, dy, index, clip_x, clip_y
 
 
 def _gather(images, index):
@@ -113,13 +113,15 @@ def _gather(images, index):
 
 
 def _bilinear_out(images, xin, yin, fill):
-  valid, dx, dy, index, clips = _bilinear_parts(images, xin, yin)
-  top_left, top_right, bottom_left, bottom_right = (_gather(images, i) for i in index)
+  valid, dx, dy, index, clip_x, clip_y = _bilinear_parts(images, xin, yin)
+  taps = tuple(_gather(images, i) for i in index)   # top left, top right, bottom left, right
+  top_left, top_right, bottom_left, bottom_right = taps
   top = top_left + dx * (top_right - top_left)
   bottom = bottom_left + dx * (bottom_right - bottom_left)
   out = top + dy * (bottom - top)
   out = jnp.where(valid[..., None], out, jnp.asarray(fill, images.dtype))
-  return out, (valid, dx, dy, index, top_left, top_right, bottom_left, bottom_right, clips)
+  # The backward pass needs the taps and only the top-left tap's index.
+  return out, (valid, dx, dy, index[0], taps, clip_x, clip_y)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -134,13 +136,11 @@ def _bilinear_fwd(images, xin, yin, fill):
 
 def _bilinear_bwd(fill, res, ct):
   del fill
-  valid, dx, dy, index, tl, tr, bl, br, (clip_x, clip_y), shape = res
+  valid, dx, dy, top_left_index, (tl, tr, bl, br), clip_x, clip_y, shape = res
   b, h, w, c = shape
   g = jnp.where(valid[..., None], ct, 0.0)
-  top = tl + dx * (tr - tl)
-  bottom = bl + dx * (br - bl)
   d_dx = g * ((1.0 - dy) * (tr - tl) + dy * (br - bl))
-  d_dy = g * (bottom - top)
+  d_dy = g * ((bl + dx * (br - bl)) - (tl + dx * (tr - tl)))   # bottom - top
   g_xs = sum(d_dx[..., i] for i in range(c))
   g_ys = sum(d_dy[..., i] for i in range(c))
   g_xin, = clip_x(g_xs)
@@ -150,10 +150,10 @@ def _bilinear_bwd(fill, res, ct):
   # larger. A tap clamped onto the last row or column (y1 = y0 = H - 1) has
   # weight 0 there (dy = 0), so it may land in the margin or on the next
   # image's first row, and adds nothing.
-  top = jnp.stack([g * ((1.0 - dx) * (1.0 - dy)), g * (dx * (1.0 - dy))], axis=-2)
-  bottom = jnp.stack([g * ((1.0 - dx) * dy), g * (dx * dy)], axis=-2)
-  updates = jnp.stack([top, bottom], axis=-3).reshape(-1, 2, 2, c)
-  corner = jnp.stack([index[0] // w, index[0] % w], axis=-1)   # (row of the stack, column)
+  top_row = jnp.stack([g * ((1.0 - dx) * (1.0 - dy)), g * (dx * (1.0 - dy))], axis=-2)
+  bottom_row = jnp.stack([g * ((1.0 - dx) * dy), g * (dx * dy)], axis=-2)
+  updates = jnp.stack([top_row, bottom_row], axis=-3).reshape(-1, 2, 2, c)
+  corner = jnp.stack([top_left_index // w, top_left_index % w], axis=-1)   # (stack row, column)
   numbers = jax.lax.ScatterDimensionNumbers(update_window_dims=(1, 2, 3),
                                             inserted_window_dims=(),
                                             scatter_dims_to_operand_dims=(0, 1))
@@ -252,9 +252,8 @@ def _barrel(line: jax.Array, u: jax.Array, axis: int, length: int, max_shift: in
   return jax.lax.slice_in_dim(line, 0, length, axis=axis)
 
 
-def _shift_fwd(images, offset, axis, fill, reach):
+def _shift_fwd(images, offset, axis, fill, r):
   n = images.shape[axis]
-  r = reach
   # The position along the line, broadcast on axis 2 or axis 1 of NHWC.
   index = jnp.arange(n, dtype=jnp.float32).reshape((n, 1) if axis == 1 else (n,))
   pos = _line(offset, axis) + (index[..., None] + 0.5)
@@ -277,16 +276,16 @@ def _shift_fwd(images, offset, axis, fill, reach):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _shift_vjp(images, offset, axis, fill, reach):
-  return _shift_fwd(images, offset, axis, fill, reach)[0]
+def _shift_vjp(images, offset, axis, fill, r):
+  """`_shift_fwd`'s output; r is the barrel's range, k in [-r, r - 1]."""
+  return _shift_fwd(images, offset, axis, fill, r)[0]
 
 
-def _shift_bwd(axis, fill, reach, residuals, ct):
+def _shift_bwd(axis, fill, r, residuals, ct):
   """The exact transpose of `_shift_fwd`, again gather- and scatter-free."""
   del fill
   valid, frac, k, slope = residuals
   n = ct.shape[axis]
-  r = reach
   ct = jnp.where(valid, ct, 0.0)
   # d out / d offset = E[i + k + 1] - E[i + k], summed over the line.
   g_offset = jnp.sum(ct * slope, axis=(axis, 3))              # (B, lines)
