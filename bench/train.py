@@ -48,9 +48,9 @@ def _stand_in_epm(op: str):
   """
   from eriep_jax.policy import apply as policy_apply  # pylint: disable=g-import-not-at-top
   if op == "identity":
-    call_op = lambda name, x, magnitude, key: x
+    call_op = lambda name, x, magnitude, drawn: x
   else:
-    call_op = lambda name, x, magnitude, key: policy_apply.apply_op(op, x, magnitude, key)
+    call_op = lambda name, x, magnitude, drawn: policy_apply.apply_drawn(op, x, magnitude, None)
 
   def perturb_fn(policy_params, images, key, *, mode):
     del mode

@@ -547,7 +547,7 @@ def test_blend_backward_equals_autodiff_of_the_expression(degenerate_shape):
 @pytest.mark.parametrize("name", ["shear_x", "shear_y"])
 def test_shear_short_barrel_for_unit_magnitudes_equals_the_full_one(name):
   # The EPM calls shear with unit_magnitude=True (its OpSpec's unit_fn): a
-  # barrel of shifts in [-5, 4] at 32 pixels. For |m| <= 1 it equals the
+  # chain of the shifts in [-5, 4] at 32 pixels, one `where` each. For |m| <= 1 it equals the
   # default full barrel and the gather path, values and gradients; the
   # default stays exact beyond (m = 3.3), where the short one is not.
   fn = getattr(ops, name)
@@ -571,6 +571,31 @@ def test_shear_short_barrel_for_unit_magnitudes_equals_the_full_one(name):
   np.testing.assert_allclose(jax.jit(fn)(images, far), _affine_reference(name, images, far),
                              rtol=0, atol=1e-5)
   assert float(jnp.max(jnp.abs(jax.jit(short)(images, far)[4] - jax.jit(fn)(images, far)[4]))) > 0.1
+
+
+@pytest.mark.parametrize("mode", ["edge", "constant"])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_barrel_chains_of_one_where_per_shift_and_per_bit_equal_a_lookup(axis, mode, monkeypatch):
+  # `_barrel` uses one `where` per shift up to _LINEAR_MAX_SHIFT shifts (the
+  # EPM's shear) and one per bit beyond; both must give line[i + u], reading
+  # past the end as jnp.pad with `mode` would.
+  from eriep_jax.ops import affine  # pylint: disable=g-import-not-at-top
+  line = jax.random.uniform(jax.random.key(31), (2, 6, 7, 3))
+  lines = line.shape[3 - axis]                       # rows for axis 2, columns for axis 1
+  length, max_shift = 8, 9
+  u = jax.random.randint(jax.random.key(32), (2, lines), 0, max_shift + 1)
+  pad = [(0, 0)] * 4
+  pad[axis] = (0, length + max_shift)
+  padded = np.pad(np.asarray(line), pad, mode=mode)
+  index = np.arange(length)[None, None, :] + np.asarray(u)[:, :, None]   # (B, lines, length)
+  if axis == 2:
+    want = np.take_along_axis(padded, index[:, :, :, None], axis=2)
+  else:
+    want = np.take_along_axis(padded, np.swapaxes(index, 1, 2)[:, :, :, None], axis=1)
+  got = affine._barrel(line, u, axis, length, max_shift, mode)
+  np.testing.assert_array_equal(got, want)
+  monkeypatch.setattr(affine, "_LINEAR_MAX_SHIFT", 0)   # the per-bit barrel
+  np.testing.assert_array_equal(affine._barrel(line, u, axis, length, max_shift, mode), want)
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])

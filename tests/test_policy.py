@@ -652,3 +652,78 @@ def test_mix_backward_equals_autodiff_of_the_weighted_sum():
     np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
   one = apply_lib._mix(coef[:, :1], outs[0])                       # a single candidate
   np.testing.assert_allclose(one, coef[:, :1, None, None] * outs[0], rtol=1e-6)
+
+
+def test_random_ops_draw_for_the_batch_then_apply_the_same_as_with_a_key():
+  # perturb_soft draws cutout's centres and sample_pairing's partners once for
+  # the whole batch (draw_op) and applies them per chunk (apply_drawn); that
+  # must be the op called with the key, and deterministic ops draw nothing.
+  x = _images(seed=5)
+  m = jnp.linspace(0.1, 0.9, B)
+  key = jax.random.key(6)
+  for name in ("cutout", "sample_pairing"):
+    drawn = policy_apply.draw_op(name, x, key)
+    assert drawn.shape[0] == B
+    np.testing.assert_array_equal(policy_apply.apply_drawn(name, x, m, drawn),
+                                  policy_apply.apply_op(name, x, m, key))
+    np.testing.assert_array_equal(
+        policy_apply.apply_op(name, x, m, key),
+        ops.get_op(name).fn(x, m, key=jax.random.fold_in(key, policy_apply._op_salt(name))))
+    # Half of the batch with half of the draw gives half of the result.
+    np.testing.assert_array_equal(policy_apply.apply_drawn(name, x[:4], m[:4], drawn[:4]),
+                                  policy_apply.apply_op(name, x, m, key)[:4])
+  assert policy_apply.draw_op("rotate", x, key) is None
+
+
+def test_soft_epm_in_chunks_is_the_same_function_as_on_the_whole_batch():
+  # On the CPU perturb_soft runs each stage in chunks of the batch, recomputed
+  # in the backward pass, keeping only the ops' named statistics. The draws are
+  # made for the whole batch, so any chunking gives the same images (bit for
+  # bit here) and the same gradients, in the policy and in the images, within
+  # float rounding. The ops: both random ones (their draws), two with kept
+  # statistics and shear (its one-`where`-per-shift chain).
+  names = ("cutout", "sample_pairing", "equalize", "contrast", "shear_x")
+  params = P.init_policy(jax.random.key(7), P.PolicyConfig(num_subpolicies=L, ops=names))
+  x = _images(seed=8)
+  key = jax.random.key(9)
+  sub = _used_subpolicies(key, B, L, K)
+  weights = jax.random.normal(jax.random.key(10), x.shape)
+
+  def run(chunks):
+    def loss(p, im):
+      out = policy_apply.perturb_soft(p, im, key, sub, chunks=chunks)
+      return jnp.sum(out * weights), out
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+    return out, grads
+
+  (whole, (gp1, gx1)), (parts, (gp4, gx4)) = run(1), run(4)
+  np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-6)
+  assert float(jnp.max(jnp.abs(whole - x))) > 0.05
+  for got, want in zip(jax.tree.leaves(gp4), jax.tree.leaves(gp1)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(gx4, gx1, rtol=1e-4, atol=1e-6)
+  assert float(jnp.max(jnp.abs(gp1.magnitude))) > 1e-3
+
+
+def test_soft_chunk_count_follows_the_image_bytes_and_rejects_uneven_chunks():
+  count = policy_apply._chunk_count
+  if jax.default_backend() == "cpu":
+    # Chunks of about 32 images of 32x32x3 float32 (SOFT_CHUNK_BYTES).
+    assert count(jnp.zeros((128, 32, 32, 3)), None) == 4
+    assert count(jnp.zeros((96, 32, 32, 3)), None) == 3
+    assert count(jnp.zeros((8, 8, 8, 3)), None) == 1
+    assert count(jnp.zeros((6, 128, 128, 3)), None) == 3
+    assert count(jnp.zeros((7, 224, 224, 3)), None) == 7    # 11 wanted; a divisor of 7
+  assert count(jnp.zeros((8, 8, 8, 3)), 4) == 4
+  with pytest.raises(ValueError, match="chunks=3 does not divide the batch of 8"):
+    count(jnp.zeros((8, 8, 8, 3)), 3)
+  with pytest.raises(ValueError, match="chunks=0 does not divide the batch of 8"):
+    P.perturb(_small(), _images(), jax.random.key(0), chunks=0)
+
+
+def test_own_gradient_is_the_identity_in_value_and_gradient():
+  x = jax.random.normal(jax.random.key(11), (3, 4, 5, 2))
+  w = jax.random.normal(jax.random.key(12), x.shape)
+  np.testing.assert_array_equal(policy_apply._own_gradient(x), x)
+  got = jax.grad(lambda v: jnp.sum(jnp.sin(policy_apply._own_gradient(v)) * w))(x)
+  np.testing.assert_array_equal(got, jax.grad(lambda v: jnp.sum(jnp.sin(v) * w))(x))

@@ -34,13 +34,14 @@ Usage:
 import functools
 from typing import Callable, Iterable, NamedTuple
 
+from eriep_jax.ops._remat import STATISTIC
 from eriep_jax.ops._validate import check_images, check_magnitude
 from eriep_jax.ops.affine import (affine_transform, flip, rotate, shear_x,
                                   shear_y, translate_x, translate_y)
 from eriep_jax.ops.color import (auto_contrast, brightness, color, contrast,
                                  invert, posterize, sharpness, solarize)
-from eriep_jax.ops.other import (cutout, cutout_at, equalize, sample_pairing,
-                                 sample_pairing_with)
+from eriep_jax.ops.other import (cutout, cutout_at, cutout_draw, equalize, sample_pairing,
+                                 sample_pairing_draw, sample_pairing_with)
 
 
 class OpSpec(NamedTuple):
@@ -59,6 +60,11 @@ class OpSpec(NamedTuple):
     unit_fn: `fn` for magnitudes known to lie in [-1, 1] (the EPM's), where
       that allows a faster path (shear's shorter barrel shifter); None where
       `fn` is already that.
+    draw: for the random ops, `draw(key, images)`: the random choice for the
+      whole batch, an array whose axis 0 is the batch (cutout's centres,
+      sample_pairing's partners); None for the others.
+    apply_drawn: `apply_drawn(images, magnitude, drawn)`, the op given that
+      choice, so that `fn(x, m, key) == apply_drawn(x, m, draw(key, x))`.
   """
   name: str
   fn: Callable
@@ -68,10 +74,13 @@ class OpSpec(NamedTuple):
   symmetric: bool
   needs_key: bool
   unit_fn: Callable | None = None
+  draw: Callable | None = None
+  apply_drawn: Callable | None = None
 
 
 _TABLE = (
-    # name, fn, magnitude type, category, scale, symmetric, needs key[, unit fn]
+    # name, fn, magnitude type, category, scale, symmetric, needs key[, unit fn,
+    # draw, apply_drawn]
     ("shear_x", shear_x, "continuous", "affine", 0.3, True, False,
      functools.partial(shear_x, unit_magnitude=True)),
     ("shear_y", shear_y, "continuous", "affine", 0.3, True, False,
@@ -89,8 +98,9 @@ _TABLE = (
     ("sharpness", sharpness, "none", "color", 0.0, False, False),
     ("auto_contrast", auto_contrast, "none", "color", 0.0, False, False),
     ("equalize", equalize, "none", "other", 0.0, False, False),
-    ("cutout", cutout, "discrete", "other", 0.5, False, True),
-    ("sample_pairing", sample_pairing, "continuous", "other", 0.4, False, True),
+    ("cutout", cutout, "discrete", "other", 0.5, False, True, None, cutout_draw, cutout_at),
+    ("sample_pairing", sample_pairing, "continuous", "other", 0.4, False, True, None,
+     sample_pairing_draw, sample_pairing_with),
 )
 
 OPS: dict[str, OpSpec] = {row[0]: OpSpec(*row) for row in _TABLE}
@@ -144,5 +154,6 @@ def get_ops(names: Iterable[str]) -> list[OpSpec]:
 
 __all__ = [
     "OpSpec", "OPS", "get_op", "get_ops", "check_images", "check_magnitude",
-    "affine_transform", "cutout_at", "sample_pairing_with",
+    "affine_transform", "cutout_at", "cutout_draw", "sample_pairing_with",
+    "sample_pairing_draw",
 ] + [row[0] for row in _TABLE]

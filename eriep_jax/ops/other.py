@@ -2,12 +2,15 @@
 
 cutout and sample_pairing are random. Each has a deterministic core
 (`cutout_at`, `sample_pairing_with`) that takes the random choice as an
-argument, and a thin wrapper that draws it from `key`.
+argument, a draw over the whole batch (`cutout_draw`, `sample_pairing_draw`),
+and a thin wrapper that draws from `key` and applies. The split lets the soft
+EPM draw once per batch and apply in chunks of it with the same result.
 """
 
 import jax
 import jax.numpy as jnp
 
+from eriep_jax.ops._remat import statistic
 from eriep_jax.ops._surrogate import (image_straight_through,
                                       magnitude_straight_through, to_levels)
 from eriep_jax.ops._validate import check_images, check_key, check_magnitude
@@ -32,7 +35,7 @@ def _equalize_channel(levels: jax.Array) -> jax.Array:
   lut = jnp.minimum(jnp.floor((jnp.floor(stepf / 2.0) + below.astype(jnp.float32))
                               / jnp.maximum(stepf, 1.0)), 255.0)
   lut = jnp.where(step > 0, lut, jnp.arange(256, dtype=jnp.float32))
-  return lut[levels]
+  return statistic(lut)[levels]
 
 
 def equalize(images: jax.typing.ArrayLike,
@@ -120,12 +123,15 @@ def cutout(images: jax.typing.ArrayLike, magnitude: jax.typing.ArrayLike,
     ValueError: `key` is None.
   """
   images = check_images(images)
-  key = check_key(key, "cutout")
+  return cutout_at(images, magnitude, cutout_draw(check_key(key, "cutout"), images))
+
+
+def cutout_draw(key: jax.Array, images: jax.Array) -> jax.Array:
+  """`cutout`'s random choice: a uniformly random (row, column) centre per image, (B, 2)."""
   b, h, w, _ = images.shape
   ky, kx = jax.random.split(key)
-  centers = jnp.stack([jax.random.randint(ky, (b,), 0, h),
-                       jax.random.randint(kx, (b,), 0, w)], axis=-1)
-  return cutout_at(images, magnitude, centers)
+  return jnp.stack([jax.random.randint(ky, (b,), 0, h),
+                    jax.random.randint(kx, (b,), 0, w)], axis=-1)
 
 
 def sample_pairing_with(images: jax.typing.ArrayLike,
@@ -172,5 +178,9 @@ def sample_pairing(images: jax.typing.ArrayLike,
   """
   images = check_images(images)
   key = check_key(key, "sample_pairing")
-  perm = jax.random.permutation(key, images.shape[0])
-  return sample_pairing_with(images, magnitude, images[perm])
+  return sample_pairing_with(images, magnitude, sample_pairing_draw(key, images))
+
+
+def sample_pairing_draw(key: jax.Array, images: jax.Array) -> jax.Array:
+  """`sample_pairing`'s random choice: the partners x[perm], a random permutation of the batch."""
+  return images[jax.random.permutation(key, images.shape[0])]
