@@ -250,10 +250,7 @@ def train_step(state: TrainState,
     loss or gradient leaves the state unchanged and sets ``finite`` to 0, so
     a NaN state never exists to be saved.
   """
-  # The soft EPM on the whole batch: in chunks (the CPU's default for `perturb`)
-  # this step measured 2-3% slower on 2 cores (`python -m bench.train`), while the
-  # EPM alone and the search step gain 10-15%. Same images either way.
-  perturb = perturb_fn or functools.partial(policy_lib.perturb, chunks=1)
+  perturb = perturb_fn or policy_lib.perturb
   key = jnp.asarray(key)
   if axis_name is not None:
     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
