@@ -14,8 +14,9 @@ All geometric ops share one bilinear sampler that reproduces Pillow's
 `rotate` uses the general sampler `affine_transform` (four gathers, whose
 backward pass, written out, is one scatter-add of 2x2 blocks). Shear moves each row
 (column) along itself by its own offset, so it uses `_shift`: a chain of
-`where`s between static slices (`_barrel`) with a hand-written transpose, no gather and no scatter (the
-EPM's, with |m| <= 1, over the few shifts that it can reach). Translate moves every row by
+`where`s between static slices (`_barrel`) with a hand-written transpose, no
+gather and no scatter (the EPM's, with |m| <= 1, over the few shifts that it
+can reach). Translate moves every row by
 the same offset, so it uses `_resample_rows`: one (W, W) bilinear weight
 matrix per image, applied as a matmul. Both equal the gather path within float
 rounding (tested to 1e-6, gradients to 1e-5) and are several times cheaper on
@@ -236,7 +237,8 @@ def _barrel(line: jax.Array, u: jax.Array, axis: int, length: int, max_shift: in
   fuses either chain into its consumers, where the barrel's levels each read
   the level before twice, so its fused cost grows as 2^bits per element; in
   the soft EPM the one-per-shift chain made shear about 25% cheaper, while
-  for the full range (64 shifts at 32 px) the barrel is 4x faster.
+  for the full range (64 shifts at 32 px) the barrel is 4x faster forward
+  and backward.
 
   Args:
     line: (B, H, W, C) data, at least `length` long along `axis`; positions

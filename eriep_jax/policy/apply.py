@@ -212,6 +212,7 @@ def perturb_soft(params: PolicyParams, images: jax.Array, key: jax.Array,
   num_ops = len(params.ops)
   symmetric = np.array([ops_lib.get_op(n).symmetric for n in params.ops])
 
+  # Stages 2..K are scan steps, so the N-op body is traced twice, not K times.
   def stage(x, xs):
     mu_k, sel_k, logit_k, keys = xs                    # (L, N) each, (3,) keys
     key_gate, key_sign, key_op = keys
