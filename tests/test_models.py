@@ -395,6 +395,29 @@ def test_conv3x3_matches_lax_conv(size):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cin", [3, 8])   # the image layer's matmul gradient, and lax's
+def test_conv3x3_gradients_and_second_order_match_lax_conv(cin):
+  # Input and kernel gradients, and the gradient penalty's second order (the kernel's
+  # gradient of the squared input-gradient norm), against autodiff of the lax conv.
+  from eriep_jax.models.cnn import Conv3x3
+  x = jax.random.normal(jax.random.key(6), (2, 5, 6, cin))
+  g = jax.random.normal(jax.random.key(8), (2, 5, 6, 7))
+  kernel = Conv3x3(7).init(jax.random.key(7), x)["params"]["kernel"]
+  lax_conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, k: Conv3x3(7).apply({"params": {"kernel": k, "bias": jnp.zeros(7)}}, x)
+  for conv_fn in (lax_conv, ours):
+    loss = lambda x, k, f=conv_fn: jnp.sum(f(x, k) * g)
+    penalty = lambda k, f=loss: jnp.sum(jax.grad(f)(jnp.tanh(x), k) ** 2)
+    got = jax.jit(lambda x, k, f=loss, p=penalty: (*jax.grad(f, (0, 1))(x, k),
+                                                   jax.grad(p)(k)))(x, kernel)
+    if conv_fn is lax_conv:
+      want = got
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  assert float(jnp.abs(want[0]).max()) > 0.1 and float(jnp.abs(want[2]).max()) > 0.1
+
+
 def test_normalize_equals_feeding_standardised_images():
   model, variables = tiny("cnn8")
   raw = get_model("cnn8", 10, normalize=False, **TINY["cnn8"])
