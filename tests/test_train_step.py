@@ -224,6 +224,9 @@ def test_step_schedule_and_optimizer_branches_equal_hand_computed():
 # The real soft EPM inside the step (no stand-in).
 # ----------------------------------------------------------------------------
 
+# The expected values below are computed under jax.jit: the same functions as op by op,
+# where each test spent ~10 s compiling the model's and the EPM's primitives one by one.
+
 def _real_setup(**overrides):
   c = _config(**overrides)   # tiny.OPS: the real EPM on brightness and contrast
   c.optimizer.name = "sgd"
@@ -247,20 +250,28 @@ def test_real_epm_soft_for_eriep_and_hard_for_augment():
   c, st, single, _ = _real_setup()
   model = loop.build_model(c, 10)
   _, m = single(st, batch, key)
-  rvars = {"params": st.ref_params, "batch_stats": st.ref_batch_stats}
-  soft = policy.perturb(st.policy_params, batch["image"], key, mode="soft")
-  hard = policy.perturb(st.policy_params, batch["image"], key, mode="hard")
-  assert float(jnp.max(jnp.abs(soft - hard))) > 1e-3   # the two branches differ here
-  np.testing.assert_allclose(m["l_r"], _ce(model, rvars, soft, batch["label"]).mean(), rtol=1e-5)
-  assert abs(float(m["l_r"]) - float(_ce(model, rvars, hard, batch["label"]).mean())) > 1e-6
+
+  @jax.jit
+  def expected(policy_params, nvars, rvars):   # arrays only: both states run one program
+    soft = policy.perturb(policy_params, batch["image"], key, mode="soft")
+    hard = policy.perturb(policy_params, batch["image"], key, mode="hard")
+    return (jnp.max(jnp.abs(soft - hard)), _ce(model, rvars, soft, batch["label"]).mean(),
+            _ce(model, rvars, hard, batch["label"]).mean(),
+            _ce(model, nvars, hard, batch["label"], train=True).mean())
+
+  def variables(st):
+    return (st.policy_params, {"params": st.params, "batch_stats": st.batch_stats},
+            {"params": st.ref_params, "batch_stats": st.ref_batch_stats})
+
+  soft_hard, l_r_soft, l_r_hard, _ = expected(*variables(st))
+  assert float(soft_hard) > 1e-3   # the two branches differ here
+  np.testing.assert_allclose(m["l_r"], l_r_soft, rtol=1e-5)
+  assert abs(float(m["l_r"]) - float(l_r_hard)) > 1e-6
   assert float(m["policy_grad_norm"]) > 0
 
   c, st, single, _ = _real_setup(method="augment")
   _, m = single(st, batch, key)
-  nvars = {"params": st.params, "batch_stats": st.batch_stats}
-  hard = policy.perturb(st.policy_params, batch["image"], key, mode="hard")
-  np.testing.assert_allclose(m["loss"], _ce(model, nvars, hard, batch["label"], train=True).mean(),
-                             rtol=1e-5)
+  np.testing.assert_allclose(m["loss"], expected(*variables(st))[3], rtol=1e-5)   # N on hard x_p
 
 
 def test_real_epm_devices_draw_different_perturbations():
@@ -272,9 +283,10 @@ def test_real_epm_devices_draw_different_perturbations():
   key = jax.random.key(3)
   _, m = multi(jax.tree.map(lambda x: jnp.stack([x, x]), st), sharded, key)
   rvars = {"params": st.ref_params, "batch_stats": st.ref_batch_stats}
-  per_device = [float(_ce(model, rvars, policy.perturb(
+  l_r = jax.jit(lambda d: _ce(model, rvars, policy.perturb(
       st.policy_params, half["image"], jax.random.fold_in(key, d), mode="soft"),
-                          half["label"]).mean()) for d in (0, 1)]
+                              half["label"]).mean())
+  per_device = [float(l_r(d)) for d in (0, 1)]
   assert abs(per_device[0] - per_device[1]) > 1e-5
   np.testing.assert_allclose(float(m["l_r"][0]), np.mean(per_device), rtol=1e-5)
 
@@ -288,17 +300,22 @@ def test_real_epm_live_reference_adds_the_x_p_gradient_to_n():
     s1, _ = single(st, batch, key)
     grads[ref] = jax.tree.map(lambda a, b: a - b, st.params, s1.params)
   model = loop.build_model(c, 10)
-  x_p = policy.perturb(st.policy_params, batch["image"], key, mode="soft")
-  l_n = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, batch["image"],
-            batch["label"], train=True)
-  l_r = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, x_p, batch["label"])
-  sign = jnp.sign(l_n - l_r)
 
-  def term(params):
-    return -0.7 * jnp.mean(sign * _ce(model, {"params": params, "batch_stats": st.batch_stats},
-                                      x_p, batch["label"]))
+  @jax.jit
+  def expected_delta():
+    x_p = policy.perturb(st.policy_params, batch["image"], key, mode="soft")
+    l_n = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, batch["image"],
+              batch["label"], train=True)
+    l_r = _ce(model, {"params": st.params, "batch_stats": st.batch_stats}, x_p, batch["label"])
+    sign = jnp.sign(l_n - l_r)
 
-  expected = jax.grad(term)(st.params)
+    def term(params):
+      return -0.7 * jnp.mean(sign * _ce(model, {"params": params, "batch_stats": st.batch_stats},
+                                        x_p, batch["label"]))
+
+    return jax.grad(term)(st.params)
+
+  expected = expected_delta()
   delta = jax.tree.map(lambda a, b: a - b, grads["live"], grads["frozen"])
   assert max(float(jnp.max(jnp.abs(e))) for e in jax.tree.leaves(expected)) > 1e-4
   _assert_trees_close(delta, expected, 2e-5, "live - frozen")
@@ -338,13 +355,16 @@ def test_oracle_trains_n_on_the_evaluations_perturbations_with_its_own_key():
   step = jax.jit(step_lib.make_train_step(c, oracle_fn=perturbations.oracle, **kw))
   new, m = step(st, batch, key)
   nvars = {"params": st.params, "batch_stats": st.batch_stats}
-  x_o = perturbations.oracle(batch["image"], jax.random.fold_in(key, step_lib.ORACLE_SALT))
-  assert float(jnp.max(jnp.abs(x_o - batch["image"]))) > 1e-2
-  np.testing.assert_allclose(m["loss"], _ce(model, nvars, x_o, batch["label"], train=True).mean(),
-                             rtol=1e-5)
+  # One compiled program for both keys' expected losses.
+  oracle_loss = jax.jit(lambda k: (jnp.max(jnp.abs(perturbations.oracle(batch["image"], k) -
+                                                   batch["image"])),
+                                   _ce(model, nvars, perturbations.oracle(batch["image"], k),
+                                       batch["label"], train=True).mean()))
+  moved, loss = oracle_loss(jax.random.fold_in(key, step_lib.ORACLE_SALT))
+  assert float(moved) > 1e-2
+  np.testing.assert_allclose(m["loss"], loss, rtol=1e-5)
   # Not the evaluation's key (nor the step key itself): a different draw, a different loss.
-  x_k = perturbations.oracle(batch["image"], key)
-  assert abs(float(m["loss"]) - float(_ce(model, nvars, x_k, batch["label"], train=True).mean())) > 1e-6
+  assert abs(float(m["loss"]) - float(oracle_loss(key)[1])) > 1e-6
   # The policy is untouched.
   for a, b in zip(jax.tree.leaves(new.policy_params), jax.tree.leaves(st.policy_params)):
     np.testing.assert_array_equal(a, b)
@@ -400,7 +420,7 @@ def test_real_epm_policy_update_descends_l_final():
     logits_r = model.apply(rvars, x_p, train=False)
     return losses.eriep_loss(logits, logits_r, batch["label"], alpha=0.7)[0]
 
-  loss, g = jax.value_and_grad(l_final)(st.policy_params)
+  loss, g = jax.jit(jax.value_and_grad(l_final))(st.policy_params)
   np.testing.assert_allclose(m["loss"], loss, rtol=1e-5)
   want = policy.project(jax.tree.map(lambda p, d: p - lr * d, st.policy_params, g))
   for name in ("magnitude", "probability", "weight"):

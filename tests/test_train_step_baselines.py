@@ -65,13 +65,17 @@ def test_pmap_two_devices_equals_single_device(method, supcon):
   _close(st.policy_params.magnitude, s1.policy_params.magnitude, 0.0, "policy")
   if method == "supcon":   # the step's loss is supcon_loss of the model's own embeddings
     model = loop.build_model(config, 10)
-    x = _det_perturb(st.policy_params, batch["image"], None, mode="hard")
-    (z, _), _ = model.apply({"params": st.params, "batch_stats": st.batch_stats},
-                            jnp.concatenate([x, x]), train=True, method="embed",
-                            mutable=["batch_stats"])
-    want, _ = losses.supcon_loss(jnp.stack([z[:8], z[8:]], 1), batch["label"],
-                                 temperature=0.1, base_temperature=0.07)
-    np.testing.assert_allclose(m1["loss"], want, rtol=1e-6)
+
+    @jax.jit   # one program, not the model's primitives compiled one by one
+    def want_loss(st):
+      x = _det_perturb(st.policy_params, batch["image"], None, mode="hard")
+      (z, _), _ = model.apply({"params": st.params, "batch_stats": st.batch_stats},
+                              jnp.concatenate([x, x]), train=True, method="embed",
+                              mutable=["batch_stats"])
+      return losses.supcon_loss(jnp.stack([z[:8], z[8:]], 1), batch["label"],
+                                temperature=0.1, base_temperature=0.07)[0]
+
+    np.testing.assert_allclose(m1["loss"], want_loss(st), rtol=1e-6)
 
 
 def _jsd_and_unicl_losses_by_hand(config, st, batch, key):
@@ -81,12 +85,13 @@ def _jsd_and_unicl_losses_by_hand(config, st, batch, key):
   with `key` and with fold_in(key, 0x76696577) (the step's second-view salt);
   the twin draws both views with `key`. unicl: unicl_loss of the embeddings
   against each image's row of the class table; the twin takes the row of the
-  next class.
+  next class. Each is one jitted program, called for the loss and for its twin.
   """
   model = loop.build_model(config, 10)
   variables = {"params": st.params, "batch_stats": st.batch_stats}
   x, labels = batch["image"], batch["label"]
   if config.method == "jsd":
+    @jax.jit
     def loss(second_key):
       v1 = eriep_jax.policy.perturb(st.policy_params, x, key, mode="hard")
       v2 = eriep_jax.policy.perturb(st.policy_params, x, second_key, mode="hard")
@@ -94,11 +99,12 @@ def _jsd_and_unicl_losses_by_hand(config, st, batch, key):
                               mutable=["batch_stats"])
       return losses.jsd_loss(*jnp.split(logits, 3), labels, weight=config.jsd.weight)[0]
     return loss(jax.random.fold_in(key, 0x76696577)), loss(key)
-  (z, _), _ = model.apply(variables, x, train=True, method="embed", mutable=["batch_stats"])
-  table = model.apply(variables, method="label_embeddings")
-  scale = model.apply(variables, method="scale")
 
+  @jax.jit
   def loss(rows):
+    (z, _), _ = model.apply(variables, x, train=True, method="embed", mutable=["batch_stats"])
+    table = model.apply(variables, method="label_embeddings")
+    scale = model.apply(variables, method="scale")
     return losses.unicl_loss(z, table[rows], labels, labels, temperature=1.0 / scale)[0]
   return loss(labels), loss((labels + 1) % 10)
 
@@ -205,12 +211,14 @@ def test_supcon_two_stages_end_to_end_and_restore(tmp_path):
   _close(enc.variables["batch_stats"], run.variables["batch_stats"], 0.0, "batch_stats")
   assert _max_change(enc.variables["params"]["linear"], run.variables["params"]["linear"]) > 0
   assert isinstance(run.model, contrastive.ContrastiveNet)
-  # The results score the restored classifier: its clean accuracy, counted here by hand.
+  # The results score the restored classifier: its clean accuracy, counted here by hand
+  # (with the restored model's apply, jitted).
+  apply = jax.jit(run.model.apply)
   correct = total = 0
   for batch in eriep_jax.data.eval_iterator(c, "test"):
     x = np.asarray(batch["image"]).reshape((-1,) + batch["image"].shape[2:])
     y, mask = np.asarray(batch["label"]).ravel(), np.asarray(batch["mask"]).ravel()
-    pred = np.argmax(run.model.apply(run.variables, x), -1)
+    pred = np.argmax(apply(run.variables, x), -1)
     correct += int(np.sum((pred == y) * mask))
     total += int(mask.sum())
   assert res["num_examples"] == total == 360
