@@ -163,7 +163,8 @@ def _init_variables(model: flax.linen.Module, image_shape: tuple[int, ...], key:
 
   Jitted once per model and image shape (modules compare by their fields), so
   runs of several methods in one process (the demo, a comparison) compile the
-  model's init once: 1.4 s of the demo's minute on the 2-core box. N's weights
+  model's init once (about 1.2 s of the demo's compiles on the 2-core box). The
+  model must be hashable (flax modules whose fields are hashable are). N's weights
   are drawn with the 'rbg' PRNG (XLA's RngBitGenerator): deterministic per seed
   and backend, and ~5x faster to compile on CPU than threefry, which dominated
   the start-up of small runs.
